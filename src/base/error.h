@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+// Errors as values: a domain code, the errno that caused it (if any) and a
+// message that accumulates context as it travels up ("while X: because Y").
+#pragma once
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
+#include <tl/expected.hpp>
+
+namespace cfs {
+
+enum class Errc {
+  Io,               // an I/O operation failed (see sys_errno)
+  NotFound,         // a file, object, ref or entry does not exist
+  Exists,           // something exists that must not
+  InvalidArgument,  // bad option, bad name, bad input the caller controls
+  Corrupt,          // malformed or hostile data (dump, image, tar, stream)
+  Unsupported,      // the kernel or filesystem cannot do it
+  VerityMissing,    // fs-verity is not enabled where it is required
+  VerityMismatch,   // an fs-verity or content digest differs from the expected one
+  Permission,       // EPERM / EACCES
+  NoSpace,          // ENOSPC / EDQUOT
+  TooBig,           // a size or count over a format limit
+};
+
+std::string_view errc_name(Errc c);
+
+class [[nodiscard]] Error {
+ public:
+  Error(Errc code, std::string message, int sys_errno = 0)
+      : code_(code), sys_errno_(sys_errno), message_(std::move(message)) {}
+
+  Errc code() const { return code_; }
+  int sys_errno() const { return sys_errno_; }
+  const std::string& message() const { return message_; }
+
+  // Prefixes the message: "what: <old message>".
+  Error& context(std::string_view what) & {
+    message_ = fmt::format("{}: {}", what, message_);
+    return *this;
+  }
+  Error&& context(std::string_view what) && { return std::move(context(what)); }
+
+ private:
+  Errc code_;
+  int sys_errno_;
+  std::string message_;
+};
+
+template <class T>
+using Result = tl::expected<T, Error>;
+using Status = Result<void>;
+
+inline tl::unexpected<Error> make_error(Errc code, std::string message) {
+  return tl::unexpected<Error>(Error(code, std::move(message)));
+}
+
+template <class... Args>
+tl::unexpected<Error> errorf(Errc code, fmt::format_string<Args...> f, Args&&... args) {
+  return tl::unexpected<Error>(Error(code, fmt::format(f, std::forward<Args>(args)...)));
+}
+
+// Maps an errno to the closest domain code.
+Errc errc_from_errno(int e);
+
+// An error from a failed system call: "what: strerror(e)".
+inline tl::unexpected<Error> sys_error(int e, std::string_view what) {
+  return tl::unexpected<Error>(
+      Error(errc_from_errno(e), fmt::format("{}: {}", what, std::strerror(e)), e));
+}
+// Same, reading errno.
+inline tl::unexpected<Error> sys_error(std::string_view what) { return sys_error(errno, what); }
+
+}  // namespace cfs
+
+// Early return on error.  Standard C++ only (no statement expressions).
+#define CFS_CONCAT_INNER(a, b) a##b
+#define CFS_CONCAT(a, b) CFS_CONCAT_INNER(a, b)
+
+#define CFS_TRY(expr)                                               \
+  do {                                                              \
+    auto&& cfs_try_r_ = (expr);                                     \
+    if (!cfs_try_r_) return tl::unexpected(std::move(cfs_try_r_).error()); \
+  } while (0)
+
+#define CFS_TRY_ASSIGN_IMPL(tmp, decl, expr)                \
+  auto tmp = (expr);                                        \
+  if (!tmp) return tl::unexpected(std::move(tmp).error()); \
+  decl = std::move(*tmp)
+
+#define CFS_TRY_ASSIGN(decl, expr) \
+  CFS_TRY_ASSIGN_IMPL(CFS_CONCAT(cfs_try_tmp_, __LINE__), decl, expr)

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "base/fd.h"
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <random>
+
+namespace cfs {
+
+void UniqueFd::reset(int fd) {
+  if (fd_ >= 0) {
+    int saved = errno;
+    ::close(fd_);
+    errno = saved;
+  }
+  fd_ = fd;
+}
+
+Result<UniqueFd> open_at(int dirfd, const std::string& path, int flags, mode_t mode) {
+  int fd;
+  do {
+    fd = ::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return sys_error(fmt::format("cannot open '{}'", path));
+  return UniqueFd(fd);
+}
+
+Result<size_t> read_full(int fd, std::span<std::byte> buf) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t r = ::read(fd, buf.data() + done, buf.size() - done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("read");
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  return done;
+}
+
+Result<size_t> pread_full(int fd, std::span<std::byte> buf, uint64_t offset) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t r = ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("read");
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  return done;
+}
+
+Status write_full(int fd, std::span<const std::byte> buf) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t r = ::write(fd, buf.data() + done, buf.size() - done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("write");
+    }
+    if (r == 0) return sys_error(ENOSPC, "write");
+    done += static_cast<size_t>(r);
+  }
+  return {};
+}
+
+Result<std::string> read_fd(int fd, size_t max_size) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t r = ::read(fd, buf, sizeof buf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("read");
+    }
+    if (r == 0) break;
+    if (out.size() + static_cast<size_t>(r) > max_size)
+      return errorf(Errc::TooBig, "file larger than {} bytes", max_size);
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+Result<std::string> read_file(int dirfd, const std::string& path, size_t max_size) {
+  CFS_TRY_ASSIGN(UniqueFd fd, open_at(dirfd, path, O_RDONLY));
+  auto r = read_fd(fd.get(), max_size);
+  if (!r) return tl::unexpected(std::move(r.error()).context(path));
+  return r;
+}
+
+MappedFile::MappedFile(MappedFile&& o) noexcept
+    : data_(o.data_), size_(o.size_), mapped_(o.mapped_), heap_(std::move(o.heap_)) {
+  if (!mapped_) data_ = reinterpret_cast<const std::byte*>(heap_.data());
+  o.data_ = nullptr;
+  o.size_ = 0;
+  o.mapped_ = false;
+}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  if (this != &o) {
+    this->~MappedFile();
+    new (this) MappedFile(std::move(o));
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() {
+  if (mapped_ && data_) ::munmap(const_cast<std::byte*>(data_), size_);
+  data_ = nullptr;
+  mapped_ = false;
+}
+
+Result<MappedFile> MappedFile::open(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return sys_error("fstat");
+  MappedFile m;
+  if (S_ISREG(st.st_mode) && st.st_size > 0) {
+    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p != MAP_FAILED) {
+      m.data_ = static_cast<const std::byte*>(p);
+      m.size_ = static_cast<size_t>(st.st_size);
+      m.mapped_ = true;
+      return m;
+    }
+  }
+  CFS_TRY_ASSIGN(m.heap_, read_fd(fd, SIZE_MAX));
+  m.data_ = reinterpret_cast<const std::byte*>(m.heap_.data());
+  m.size_ = m.heap_.size();
+  return m;
+}
+
+Result<MappedFile> MappedFile::open(const std::string& path) {
+  CFS_TRY_ASSIGN(UniqueFd fd, open_at(AT_FDCWD, path, O_RDONLY));
+  auto m = open(fd.get());
+  if (!m) return tl::unexpected(std::move(m.error()).context(path));
+  return m;
+}
+
+std::string dirname_of(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+std::string basename_of(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  return pos == std::string::npos ? path : path.substr(pos + 1);
+}
+
+AtomicFile::AtomicFile(AtomicFile&& o) noexcept
+    : fd_(std::move(o.fd_)),
+      dirfd_(std::move(o.dirfd_)),
+      dir_(std::move(o.dir_)),
+      name_(std::move(o.name_)),
+      tmp_name_(std::move(o.tmp_name_)),
+      committed_(o.committed_) {
+  o.committed_ = true;
+}
+
+AtomicFile& AtomicFile::operator=(AtomicFile&& o) noexcept {
+  if (this != &o) {
+    discard();
+    fd_ = std::move(o.fd_);
+    dirfd_ = std::move(o.dirfd_);
+    dir_ = std::move(o.dir_);
+    name_ = std::move(o.name_);
+    tmp_name_ = std::move(o.tmp_name_);
+    committed_ = o.committed_;
+    o.committed_ = true;
+  }
+  return *this;
+}
+
+AtomicFile::~AtomicFile() { discard(); }
+
+void AtomicFile::discard() {
+  if (!committed_ && !tmp_name_.empty() && dirfd_.valid()) {
+    int saved = errno;
+    ::unlinkat(dirfd_.get(), tmp_name_.c_str(), 0);
+    errno = saved;
+  }
+  committed_ = true;
+  fd_.reset();
+}
+
+static std::string random_suffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string s(12, 'x');
+  for (auto& c : s) c = chars[rng() % (sizeof chars - 1)];
+  return s;
+}
+
+Result<AtomicFile> AtomicFile::create(const std::string& path, mode_t mode) {
+  AtomicFile f;
+  f.dir_ = dirname_of(path);
+  f.name_ = basename_of(path);
+  if (f.name_.empty() || f.name_ == "." || f.name_ == "..")
+    return errorf(Errc::InvalidArgument, "'{}' is not a file name", path);
+  CFS_TRY_ASSIGN(f.dirfd_, open_at(AT_FDCWD, f.dir_, O_RDONLY | O_DIRECTORY));
+  f.committed_ = false;
+  int fd = ::openat(f.dirfd_.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == ENOENT || errno == EINVAL)) {
+    // No O_TMPFILE on this filesystem: a hidden named temporary instead.
+    for (int attempt = 0; attempt < 100; attempt++) {
+      f.tmp_name_ = "." + f.name_ + ".tmp-" + random_suffix();
+      fd = ::openat(f.dirfd_.get(), f.tmp_name_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,
+                    mode);
+      if (fd >= 0 || errno != EEXIST) break;
+    }
+    if (fd < 0) f.tmp_name_.clear();
+  }
+  if (fd < 0) return sys_error(fmt::format("cannot create a file in '{}'", f.dir_));
+  f.fd_.reset(fd);
+  return f;
+}
+
+Status AtomicFile::commit(bool durable) {
+  if (committed_) return errorf(Errc::InvalidArgument, "'{}' already committed", name_);
+  if (durable && ::fsync(fd_.get()) < 0) return sys_error(fmt::format("fsync '{}'", name_));
+  // The mode was applied (through the umask) when the file was created.
+  if (tmp_name_.empty()) {
+    // Give the anonymous file a temporary name, then rename it over the target
+    // so that an existing file is replaced atomically.
+    std::string proc = fmt::format("/proc/self/fd/{}", fd_.get());
+    for (int attempt = 0;; attempt++) {
+      tmp_name_ = "." + name_ + ".tmp-" + random_suffix();
+      if (::linkat(AT_FDCWD, proc.c_str(), dirfd_.get(), tmp_name_.c_str(), AT_SYMLINK_FOLLOW) ==
+          0)
+        break;
+      if (errno != EEXIST || attempt > 100) {
+        int e = errno;
+        tmp_name_.clear();
+        return sys_error(e, fmt::format("cannot link '{}' into '{}'", name_, dir_));
+      }
+    }
+  }
+  if (::renameat(dirfd_.get(), tmp_name_.c_str(), dirfd_.get(), name_.c_str()) < 0)
+    return sys_error(fmt::format("cannot rename into '{}/{}'", dir_, name_));
+  if (durable && ::fsync(dirfd_.get()) < 0) return sys_error(fmt::format("fsync '{}'", dir_));
+  committed_ = true;
+  tmp_name_.clear();
+  fd_.reset();
+  return {};
+}
+
+}  // namespace cfs

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "fsverity/fsverity.h"
+
+#include <linux/fsverity.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/endian.h"
+#include "base/hex.h"
+
+namespace cfs::fsverity {
+
+Digest::Digest(HashAlg alg, std::span<const uint8_t> bytes) : alg_(alg) {
+  std::memcpy(bytes_.data(), bytes.data(), std::min(bytes.size(), bytes_.size()));
+}
+
+std::string Digest::hex() const { return to_hex(bytes()); }
+
+std::string Digest::object_path() const {
+  std::string h = hex();
+  return h.substr(0, 2) + "/" + h.substr(2);
+}
+
+std::optional<Digest> Digest::from_hex(std::string_view hex) {
+  if (hex.size() == 64) return from_hex(HashAlg::Sha256, hex);
+  if (hex.size() == 128) return from_hex(HashAlg::Sha512, hex);
+  return std::nullopt;
+}
+
+std::optional<Digest> Digest::from_hex(HashAlg alg, std::string_view hex) {
+  if (hex.size() != 2 * hash_digest_size(alg)) return std::nullopt;
+  auto raw = cfs::from_hex(hex);
+  if (!raw) return std::nullopt;
+  return Digest(alg, *raw);
+}
+
+Status validate(const Params& p) {
+  if (p.alg != HashAlg::Sha256 && p.alg != HashAlg::Sha512)
+    return errorf(Errc::InvalidArgument, "unknown fs-verity hash algorithm {}",
+                  static_cast<int>(p.alg));
+  if (p.block_size < 1024 || p.block_size > 65536 || (p.block_size & (p.block_size - 1)))
+    return errorf(Errc::InvalidArgument,
+                  "fs-verity block size {} is not a power of two between 1024 and 65536",
+                  p.block_size);
+  if (p.salt.size() > 32)
+    return errorf(Errc::InvalidArgument, "fs-verity salt of {} bytes is longer than 32",
+                  p.salt.size());
+  return {};
+}
+
+namespace {
+
+// struct fsverity_descriptor from the kernel's UAPI documentation.
+struct Descriptor {
+  uint8_t version;
+  uint8_t hash_algorithm;
+  uint8_t log_blocksize;
+  uint8_t salt_size;
+  le32 reserved1;
+  le64 data_size;
+  uint8_t root_hash[64];
+  uint8_t salt[32];
+  uint8_t reserved2[144];
+};
+static_assert(sizeof(Descriptor) == 256);
+
+constexpr size_t kBatch = 32;  // data blocks hashed per call on the direct path
+
+}  // namespace
+
+struct Hasher::Impl {
+  Params params;
+  size_t bs;
+  size_t ds;
+  std::unique_ptr<FixedHasher> hasher;
+  std::vector<uint8_t> pending;  // partial data block
+  size_t pending_len = 0;
+  // levels[i]: hashes of level i not yet packed into a block of level i+1.
+  std::vector<std::vector<uint8_t>> levels;
+  std::vector<uint64_t> level_counts;
+  std::vector<uint8_t> zero_block_hash;
+  std::vector<uint8_t> scratch;
+  uint64_t total = 0;
+
+  explicit Impl(Params p) : params(std::move(p)) {
+    bs = params.block_size;
+    hasher = FixedHasher::create(params.alg, bs, params.salt, params.impl);
+    ds = hasher->digest_size();
+    pending.resize(bs);
+    scratch.resize(kBatch * ds);
+  }
+
+  void push_hash(size_t level, const uint8_t* h) {
+    if (levels.size() <= level) {
+      levels.emplace_back();
+      levels.back().reserve(bs);
+      level_counts.push_back(0);
+    }
+    auto& buf = levels[level];
+    buf.insert(buf.end(), h, h + ds);
+    level_counts[level]++;
+    if (buf.size() + ds > bs) {  // block full (no room for another hash)
+      buf.resize(bs, 0);
+      uint8_t out[64];
+      hasher->hash_many(buf.data(), 1, out);
+      buf.clear();
+      push_hash(level + 1, out);
+    }
+  }
+
+  void hash_data_blocks(const uint8_t* data, size_t n) {
+    while (n) {
+      size_t k = std::min(n, kBatch);
+      hasher->hash_many(data, k, scratch.data());
+      for (size_t i = 0; i < k; i++) push_hash(0, scratch.data() + i * ds);
+      data += k * bs;
+      n -= k;
+    }
+  }
+
+  void update(const uint8_t* p, size_t n) {
+    total += n;
+    if (pending_len) {
+      size_t take = std::min(n, bs - pending_len);
+      std::memcpy(pending.data() + pending_len, p, take);
+      pending_len += take;
+      p += take;
+      n -= take;
+      if (pending_len < bs) return;
+      hash_data_blocks(pending.data(), 1);
+      pending_len = 0;
+    }
+    size_t full = n / bs;
+    hash_data_blocks(p, full);
+    p += full * bs;
+    n -= full * bs;
+    if (n) {
+      std::memcpy(pending.data(), p, n);
+      pending_len = n;
+    }
+  }
+
+  void update_zeros(uint64_t n) {
+    if (pending_len) {
+      size_t take = static_cast<size_t>(std::min<uint64_t>(n, bs - pending_len));
+      std::memset(pending.data() + pending_len, 0, take);
+      pending_len += take;
+      total += take;
+      n -= take;
+      if (pending_len < bs) return;
+      hash_data_blocks(pending.data(), 1);
+      pending_len = 0;
+    }
+    uint64_t full = n / bs;
+    if (full) {
+      if (zero_block_hash.empty()) {
+        std::vector<uint8_t> zeros(bs, 0);
+        zero_block_hash.resize(ds);
+        hasher->hash_many(zeros.data(), 1, zero_block_hash.data());
+      }
+      for (uint64_t i = 0; i < full; i++) push_hash(0, zero_block_hash.data());
+      total += full * bs;
+      n -= full * bs;
+    }
+    if (n) {
+      std::memset(pending.data(), 0, static_cast<size_t>(n));
+      pending_len = static_cast<size_t>(n);
+      total += n;
+    }
+  }
+
+  Digest finish() {
+    uint8_t root[64] = {};
+    if (total > 0) {
+      if (pending_len) {
+        std::memset(pending.data() + pending_len, 0, bs - pending_len);
+        hash_data_blocks(pending.data(), 1);
+        pending_len = 0;
+      }
+      for (size_t level = 0;; level++) {
+        if (level_counts[level] == 1 && levels.size() == level + 1) {
+          std::memcpy(root, levels[level].data(), ds);
+          break;
+        }
+        auto& buf = levels[level];
+        if (!buf.empty()) {
+          buf.resize(bs, 0);
+          uint8_t out[64];
+          hasher->hash_many(buf.data(), 1, out);
+          buf.clear();
+          push_hash(level + 1, out);
+        }
+      }
+    }
+    Descriptor d{};
+    d.version = 1;
+    d.hash_algorithm = static_cast<uint8_t>(params.alg);
+    d.log_blocksize = static_cast<uint8_t>(__builtin_ctz(static_cast<unsigned>(bs)));
+    d.salt_size = static_cast<uint8_t>(params.salt.size());
+    d.data_size = total;
+    std::memcpy(d.root_hash, root, ds);
+    if (!params.salt.empty()) std::memcpy(d.salt, params.salt.data(), params.salt.size());
+    uint8_t out[64];
+    hash_once(params.alg, {reinterpret_cast<const uint8_t*>(&d), sizeof d}, out);
+    return Digest(params.alg, {out, ds});
+  }
+};
+
+Hasher::Hasher(Params params) : impl_(std::make_unique<Impl>(std::move(params))) {}
+Hasher::Hasher(Hasher&&) noexcept = default;
+Hasher& Hasher::operator=(Hasher&&) noexcept = default;
+Hasher::~Hasher() = default;
+
+void Hasher::update(std::span<const uint8_t> data) { impl_->update(data.data(), data.size()); }
+void Hasher::update_zeros(uint64_t n) { impl_->update_zeros(n); }
+uint64_t Hasher::size() const { return impl_->total; }
+Digest Hasher::finish() { return impl_->finish(); }
+
+Digest digest_of(std::span<const uint8_t> data, const Params& p) {
+  Hasher h(p);
+  h.update(data);
+  return h.finish();
+}
+
+Result<Digest> digest_of_fd(int fd, const Params& p) {
+  CFS_TRY(validate(p));
+  Hasher h(p);
+  constexpr size_t kBuf = 1 << 20;
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[kBuf]);
+  off_t pos = ::lseek(fd, 0, SEEK_CUR);
+  bool seekable = pos >= 0;
+  for (;;) {
+    if (seekable) {
+      // Skip holes: their blocks hash to a constant.
+      off_t data = ::lseek(fd, pos, SEEK_DATA);
+      if (data < 0 && errno == ENXIO) {  // only a hole (or nothing) remains
+        off_t end = ::lseek(fd, 0, SEEK_END);
+        if (end > pos) h.update_zeros(static_cast<uint64_t>(end - pos));
+        break;
+      }
+      if (data < 0) {
+        seekable = false;  // SEEK_DATA unsupported: plain reads from here
+        ::lseek(fd, pos, SEEK_SET);
+      } else if (data > pos) {
+        h.update_zeros(static_cast<uint64_t>(data - pos));
+        pos = data;
+      }
+    }
+    ssize_t r = seekable ? ::pread(fd, buf.get(), kBuf, pos) : ::read(fd, buf.get(), kBuf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("read");
+    }
+    if (r == 0) break;
+    h.update({buf.get(), static_cast<size_t>(r)});
+    pos += r;
+  }
+  if (seekable) ::lseek(fd, pos, SEEK_SET);
+  return h.finish();
+}
+
+Status enable(int fd, HashAlg alg, uint32_t block_size) {
+  struct fsverity_enable_arg arg {};
+  arg.version = 1;
+  arg.hash_algorithm = static_cast<uint32_t>(alg);
+  arg.block_size = block_size;
+  if (::ioctl(fd, FS_IOC_ENABLE_VERITY, &arg) == 0) return {};
+  int e = errno;
+  switch (e) {
+    case EEXIST: return {};
+    case ENOTTY:
+    case EOPNOTSUPP:
+      return tl::unexpected(Error(Errc::Unsupported,
+                                  "fs-verity is not supported by this filesystem", e));
+    case ETXTBSY:
+      return tl::unexpected(
+          Error(Errc::Io, "cannot enable fs-verity: the file is open for writing", e));
+    default: return sys_error(e, "cannot enable fs-verity");
+  }
+}
+
+Result<Digest> measure(int fd) {
+  alignas(8) uint8_t buf[sizeof(struct fsverity_digest) + 64] = {};
+  auto* d = reinterpret_cast<struct fsverity_digest*>(buf);
+  d->digest_size = 64;
+  if (::ioctl(fd, FS_IOC_MEASURE_VERITY, d) < 0) {
+    int e = errno;
+    if (e == ENODATA)
+      return tl::unexpected(Error(Errc::VerityMissing, "fs-verity is not enabled on the file", e));
+    if (e == ENOTTY || e == EOPNOTSUPP)
+      return tl::unexpected(
+          Error(Errc::Unsupported, "fs-verity is not supported by this filesystem", e));
+    return sys_error(e, "cannot measure fs-verity");
+  }
+  HashAlg alg;
+  if (d->digest_algorithm == FS_VERITY_HASH_ALG_SHA256 && d->digest_size == 32)
+    alg = HashAlg::Sha256;
+  else if (d->digest_algorithm == FS_VERITY_HASH_ALG_SHA512 && d->digest_size == 64)
+    alg = HashAlg::Sha512;
+  else
+    return errorf(Errc::Unsupported, "unknown fs-verity algorithm {} ({} bytes)",
+                  d->digest_algorithm, d->digest_size);
+  return Digest(alg, {d->digest, d->digest_size});
+}
+
+}  // namespace cfs::fsverity

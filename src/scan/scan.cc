@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "scan/scan.h"
+
+#include <dirent.h>
+#include <linux/fs.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace cfs::scan {
+
+unsigned default_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+namespace {
+
+// Opens a path below `rootfd` without following any symlink, so a tree that
+// changes under the scan cannot redirect it elsewhere.
+Result<UniqueFd> open_beneath(int rootfd, const std::string& rel, int flags) {
+  if (rel.empty()) {
+    int fd = ::openat(rootfd, ".", flags | O_CLOEXEC);
+    if (fd < 0) return sys_error("cannot open the source directory");
+    return UniqueFd(fd);
+  }
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC | O_NOFOLLOW);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long fd = ::syscall(SYS_openat2, rootfd, rel.c_str(), &how, sizeof how);
+  if (fd < 0 && errno == ENOSYS) fd = ::openat(rootfd, rel.c_str(), flags | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return sys_error(fmt::format("cannot open '{}'", rel));
+  return UniqueFd(static_cast<int>(fd));
+}
+
+// Reads all xattrs of `path` (not following a final symlink).
+Status read_xattrs(const std::string& path, Node* node, const Options& opts) {
+  std::string names;
+  for (;;) {
+    ssize_t n = ::llistxattr(path.c_str(), nullptr, 0);
+    if (n < 0) {
+      if (errno == ENOTSUP) return {};
+      return sys_error("cannot list xattrs");
+    }
+    names.resize(static_cast<size_t>(n));
+    n = ::llistxattr(path.c_str(), names.data(), names.size());
+    if (n < 0 && errno == ERANGE) continue;  // grew meanwhile
+    if (n < 0) return sys_error("cannot list xattrs");
+    names.resize(static_cast<size_t>(n));
+    break;
+  }
+  std::string value;
+  for (size_t pos = 0; pos < names.size();) {
+    size_t end = names.find('\0', pos);
+    if (end == std::string::npos) end = names.size();
+    std::string key = names.substr(pos, end - pos);
+    pos = end + 1;
+    if (key.empty()) continue;
+    if (opts.user_xattrs && key.compare(0, 5, "user.") != 0) continue;
+    if (opts.xattr_filter && !opts.xattr_filter(key)) continue;
+    for (;;) {
+      ssize_t n = ::lgetxattr(path.c_str(), key.c_str(), nullptr, 0);
+      if (n < 0) {
+        if (errno == ENODATA) break;  // removed meanwhile
+        return sys_error(fmt::format("cannot read xattr '{}'", key));
+      }
+      value.resize(static_cast<size_t>(n));
+      n = ::lgetxattr(path.c_str(), key.c_str(), value.data(), value.size());
+      if (n < 0 && errno == ERANGE) continue;
+      if (n < 0) return sys_error(fmt::format("cannot read xattr '{}'", key));
+      value.resize(static_cast<size_t>(n));
+      auto st = node->set_xattr_checked(key, value);
+      if (!st) return tl::unexpected(std::move(st.error()).context(fmt::format("xattr '{}'", key)));
+      break;
+    }
+  }
+  return {};
+}
+
+void fill_stat(Node* n, const struct stat& st, const Options& opts) {
+  n->mode = st.st_mode;
+  n->uid = st.st_uid;
+  n->gid = st.st_gid;
+  n->rdev = st.st_rdev;
+  n->size = static_cast<uint64_t>(st.st_size);
+  n->nlink = 1;
+  if (!opts.use_epoch) {
+    n->mtime_sec = st.st_mtim.tv_sec;
+    n->mtime_nsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  }
+}
+
+struct FileItem {
+  Node* node;
+  std::string rel;
+};
+
+struct Scanner {
+  const Options& opts;
+  UniqueFd rootfd;
+  std::string root_path;
+  Tree tree;
+  std::vector<FileItem> files;
+  std::map<std::pair<dev_t, ino_t>, std::vector<Node*>> inodes;  // --hardlinks
+
+  std::string display(const std::string& rel) const {
+    return rel.empty() ? root_path : root_path + "/" + rel;
+  }
+
+  Status scan_dir(Node* dir, const std::string& rel, std::vector<std::pair<Node*, std::string>>& queue) {
+    CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), rel, O_RDONLY | O_DIRECTORY));
+    int dup = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return sys_error("dup");
+    DIR* d = ::fdopendir(dup);
+    if (!d) {
+      ::close(dup);
+      return sys_error("fdopendir");
+    }
+    std::vector<std::string> names;
+    for (;;) {
+      errno = 0;
+      struct dirent* de = ::readdir(d);
+      if (!de) {
+        if (errno) {
+          int e = errno;
+          ::closedir(d);
+          return sys_error(e, "cannot read directory");
+        }
+        break;
+      }
+      std::string_view name = de->d_name;
+      if (name == "." || name == "..") continue;
+      names.emplace_back(name);
+    }
+    ::closedir(d);
+
+    std::string proc_dir = fmt::format("/proc/self/fd/{}/", fd.get());
+    std::vector<std::pair<std::string, Node*>> children;
+    children.reserve(names.size());
+    for (auto& name : names) {
+      std::string child_rel = rel.empty() ? name : rel + "/" + name;
+      struct stat st;
+      if (::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) continue;  // deleted while scanning
+        return sys_error(fmt::format("cannot stat '{}'", display(child_rel)));
+      }
+      uint32_t type = st.st_mode & S_IFMT;
+      if (opts.skip_devices && (type == S_IFCHR || type == S_IFBLK)) continue;
+      Node* n = tree.new_node();
+      fill_stat(n, st, opts);
+      if (type == S_IFLNK) {
+        std::string target(kPathMax + 1, '\0');
+        ssize_t len = ::readlinkat(fd.get(), name.c_str(), target.data(), target.size());
+        if (len < 0) return sys_error(fmt::format("cannot read symlink '{}'", display(child_rel)));
+        if (static_cast<size_t>(len) >= kPathMax)
+          return errorf(Errc::TooBig, "symlink '{}' has a target longer than {} bytes",
+                        display(child_rel), kPathMax - 1);
+        if (len == 0) return errorf(Errc::Corrupt, "symlink '{}' has an empty target", display(child_rel));
+        target.resize(static_cast<size_t>(len));
+        n->size = target.size();
+        n->payload = std::move(target);
+      }
+      if (!opts.skip_xattrs) {
+        auto st2 = read_xattrs(proc_dir + name, n, opts);
+        if (!st2) return tl::unexpected(std::move(st2.error()).context(display(child_rel)));
+      }
+      if (opts.hardlinks && type != S_IFDIR) inodes[{st.st_dev, st.st_ino}].push_back(n);
+      if (type == S_IFDIR)
+        queue.emplace_back(n, child_rel);
+      else if (type == S_IFREG && st.st_size > 0)
+        files.push_back({n, child_rel});
+      children.emplace_back(name, n);
+    }
+    auto st = tree.set_children(dir, std::move(children));
+    if (!st) return tl::unexpected(std::move(st.error()).context(display(rel)));
+    return {};
+  }
+
+  // With --hardlinks: the first path in sorted depth-first order is the
+  // primary (as a dump of the tree lists it); the others link to it.
+  void link_hardlinks() {
+    std::map<const Node*, size_t> dfs_pos;
+    std::vector<const Node*> stack{tree.root()};
+    size_t pos = 0;
+    while (!stack.empty()) {
+      const Node* n = stack.back();
+      stack.pop_back();
+      dfs_pos[n] = pos++;
+      for (auto it = n->children.rbegin(); it != n->children.rend(); ++it) stack.push_back(*it);
+    }
+    for (auto& [key, nodes] : inodes) {
+      if (nodes.size() < 2) continue;
+      std::sort(nodes.begin(), nodes.end(),
+                [&](const Node* a, const Node* b) { return dfs_pos[a] < dfs_pos[b]; });
+      Node* primary = nodes[0];
+      for (size_t i = 1; i < nodes.size(); i++) {
+        tree.make_hardlink(nodes[i], primary);
+        nodes[i]->xattrs.clear();
+        nodes[i]->payload.reset();
+      }
+    }
+    std::erase_if(files, [](const FileItem& f) { return f.node->link_to != nullptr; });
+  }
+
+  Status hash_one(const FileItem& item) {
+    Node* n = item.node;
+    CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), item.rel, O_RDONLY));
+    fsverity::Params params;
+    params.alg = opts.alg;
+    bool do_inline = n->size <= opts.inline_max;
+    if (do_inline) {
+      std::string content(n->size, '\0');
+      CFS_TRY_ASSIGN(size_t got, pread_full(fd.get(), std::as_writable_bytes(std::span(content)), 0));
+      if (got != content.size())
+        return errorf(Errc::Io, "file shrank while reading ({} of {} bytes)", got, content.size());
+      n->content = std::move(content);
+    }
+    CFS_TRY_ASSIGN(fsverity::Digest digest, fsverity::digest_of_fd(fd.get(), params));
+    n->digest = digest;
+    n->payload = digest.object_path();
+    if (!do_inline && opts.store) {
+      if (::lseek(fd.get(), 0, SEEK_SET) < 0) return sys_error("lseek");
+      CFS_TRY(opts.store(fd.get(), n->size, digest));
+    }
+    return {};
+  }
+
+  Status hash_all() {
+    unsigned nthreads = opts.threads ? opts.threads : default_threads();
+    nthreads = static_cast<unsigned>(std::min<size_t>(nthreads, std::max<size_t>(files.size(), 1)));
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex mu;
+    std::optional<Error> first_error;
+    size_t first_error_index = SIZE_MAX;
+    auto work = [&] {
+      for (;;) {
+        if (failed.load(std::memory_order_relaxed)) return;
+        size_t i = next.fetch_add(1);
+        if (i >= files.size()) return;
+        auto st = hash_one(files[i]);
+        if (!st) {
+          std::lock_guard lock(mu);
+          // Report the error of the earliest file, whatever the thread timing.
+          if (i < first_error_index) {
+            first_error_index = i;
+            first_error = std::move(st.error()).context(display(files[i].rel));
+          }
+          failed = true;
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    for (unsigned t = 1; t < nthreads; t++) threads.emplace_back(work);
+    work();
+    for (auto& t : threads) t.join();
+    if (first_error) return tl::unexpected(std::move(*first_error));
+    return {};
+  }
+};
+
+}  // namespace
+
+Result<Tree> scan_directory(const std::string& path, const Options& opts) {
+  if (opts.skip_xattrs && opts.user_xattrs)
+    return make_error(Errc::InvalidArgument, "--skip-xattrs and --user-xattrs conflict");
+  Scanner s{opts, {}, path, {}, {}, {}};
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOTDIR) return errorf(Errc::InvalidArgument, "'{}' is not a directory", path);
+    return sys_error(fmt::format("cannot open '{}'", path));
+  }
+  s.rootfd.reset(fd);
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return sys_error(fmt::format("cannot stat '{}'", path));
+  Node* root = s.tree.new_node();
+  fill_stat(root, st, opts);
+  s.tree.set_root(root);
+  if (!opts.skip_xattrs) {
+    auto r = read_xattrs(fmt::format("/proc/self/fd/{}", fd), root, opts);
+    if (!r) return tl::unexpected(std::move(r.error()).context(path));
+  }
+  std::vector<std::pair<Node*, std::string>> queue{{root, ""}};
+  for (size_t i = 0; i < queue.size(); i++) {
+    auto [dir, rel] = queue[i];
+    CFS_TRY(s.scan_dir(dir, rel, queue));
+  }
+  if (opts.hardlinks) s.link_hardlinks();
+  CFS_TRY(s.hash_all());
+  return std::move(s.tree);
+}
+
+// ------------------------------------------------------------------ store
+
+Result<DigestStore> DigestStore::open(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
+    return sys_error(fmt::format("cannot create digest store '{}'", dir));
+  CFS_TRY_ASSIGN(UniqueFd fd, open_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY));
+  return DigestStore(std::move(fd));
+}
+
+Status copy_file_data(int src, int dst, uint64_t size) {
+  if (::ioctl(dst, FICLONE, src) == 0) return {};
+  uint64_t done = 0;
+  bool use_cfr = true;
+  while (done < size) {
+    if (use_cfr) {
+      ssize_t r = ::copy_file_range(src, nullptr, dst, nullptr, size - done, 0);
+      if (r > 0) {
+        done += static_cast<uint64_t>(r);
+        continue;
+      }
+      if (r == 0) break;  // source shorter than expected
+      if (errno == EINTR) continue;
+      if (errno == ENOSPC || errno == EDQUOT || errno == EIO) return sys_error("copy");
+      if (done != 0) return sys_error("copy");
+      use_cfr = false;  // EXDEV, EINVAL, EOPNOTSUPP...: plain copy
+    }
+    char buf[1 << 16];
+    ssize_t r = ::read(src, buf, sizeof buf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("read");
+    }
+    if (r == 0) break;
+    CFS_TRY(write_full(dst, std::as_bytes(std::span(buf, static_cast<size_t>(r)))));
+    done += static_cast<uint64_t>(r);
+  }
+  if (done != size)
+    return errorf(Errc::Io, "file changed while copying ({} of {} bytes)", done, size);
+  return {};
+}
+
+Status DigestStore::store(int fd, uint64_t size, const fsverity::Digest& digest) const {
+  std::string hex = digest.hex();
+  std::string sub = hex.substr(0, 2);
+  std::string rest = hex.substr(2);
+  if (::mkdirat(dirfd_.get(), sub.c_str(), 0755) < 0 && errno != EEXIST)
+    return sys_error(fmt::format("cannot create '{}' in the digest store", sub));
+  CFS_TRY_ASSIGN(UniqueFd subfd, open_at(dirfd_.get(), sub, O_RDONLY | O_DIRECTORY));
+  struct stat st;
+  if (::fstatat(subfd.get(), rest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return {};
+  // Write an unnamed file, then give it its name: never a partial object.
+  int tmp = ::openat(subfd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+  std::string tmp_name;
+  if (tmp < 0) {
+    tmp_name = fmt::format(".tmp-{}-{}", rest.substr(0, 16), ::gettid());
+    tmp = ::openat(subfd.get(), tmp_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
+    if (tmp < 0) return sys_error("cannot create a temporary object");
+  }
+  UniqueFd tmpfd(tmp);
+  auto cleanup = [&] {
+    if (!tmp_name.empty()) ::unlinkat(subfd.get(), tmp_name.c_str(), 0);
+  };
+  auto st_copy = copy_file_data(fd, tmpfd.get(), size);
+  if (!st_copy) {
+    cleanup();
+    return st_copy;
+  }
+  if (::fchmod(tmpfd.get(), 0644) < 0) {
+    cleanup();
+    return sys_error("chmod");
+  }
+  // fs-verity needs a read-only fd with no writer: reopen, then enable.
+  std::string proc = fmt::format("/proc/self/fd/{}", tmpfd.get());
+  if (UniqueFd ro(::open(proc.c_str(), O_RDONLY | O_CLOEXEC)); ro.valid()) {
+    tmpfd = std::move(ro);  // closes the writable fd
+    (void)fsverity::enable(tmpfd.get(), digest.alg());  // best effort, as the reference
+  }
+  if (tmp_name.empty()) {
+    proc = fmt::format("/proc/self/fd/{}", tmpfd.get());
+    if (::linkat(AT_FDCWD, proc.c_str(), subfd.get(), rest.c_str(), AT_SYMLINK_FOLLOW) < 0 &&
+        errno != EEXIST)
+      return sys_error(fmt::format("cannot link object '{}/{}'", sub, rest));
+  } else {
+    if (::renameat(subfd.get(), tmp_name.c_str(), subfd.get(), rest.c_str()) < 0) {
+      cleanup();
+      return sys_error(fmt::format("cannot rename object '{}/{}'", sub, rest));
+    }
+  }
+  return {};
+}
+
+Status DigestStore::sync() const {
+  if (::syncfs(dirfd_.get()) < 0) return sys_error("syncfs on the digest store");
+  return {};
+}
+
+}  // namespace cfs::scan

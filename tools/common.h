@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+// Shared by the tools: "tool: error: message" diagnostics and exit codes.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "base/error.h"
+
+namespace cfs::tools {
+
+// Exit status 1 for any failure, 2 for bad usage (as getopt tools do).
+inline int fail(const char* tool, const Error& e) {
+  std::fprintf(stderr, "%s: error: %s\n", tool, e.message().c_str());
+  return 1;
+}
+
+inline int usage_error(const char* tool, const std::string& msg) {
+  std::fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", tool, msg.c_str(), tool);
+  return 2;
+}
+
+}  // namespace cfs::tools
