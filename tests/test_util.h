@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+// Helpers shared by the test suites: temporary directories, running tools,
+// reading files and locating test data and built binaries.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace cfs::test {
+
+// Set by CMake: the source tree's tests/data and the build's bin directory.
+inline std::string data_dir() { return CFS_TEST_DATA_DIR; }
+inline std::string bin_dir() { return CFS_BIN_DIR; }
+inline std::string tool(const std::string& name) { return bin_dir() + "/" + name; }
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/cfs-test-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = buf.data();
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  std::string path_;
+};
+
+struct CommandResult {
+  int status = -1;  // exit code, or 128+signal
+  std::string out;
+  std::string err;
+};
+
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
+  }
+  return q + "'";
+}
+
+// Runs a shell command, capturing stdout and stderr.
+inline CommandResult run(const std::string& cmd) {
+  TempDir tmp;
+  std::string full = "(" + cmd + ") >" + tmp.path() + "/out 2>" + tmp.path() + "/err";
+  int st = std::system(full.c_str());
+  CommandResult r;
+  if (WIFEXITED(st))
+    r.status = WEXITSTATUS(st);
+  else if (WIFSIGNALED(st))
+    r.status = 128 + WTERMSIG(st);
+  std::ifstream o(tmp.path() + "/out", std::ios::binary), e(tmp.path() + "/err", std::ios::binary);
+  std::stringstream so, se;
+  so << o.rdbuf();
+  se << e.rdbuf();
+  r.out = so.str();
+  r.err = se.str();
+  return r;
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+inline void write_file(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary);
+  f << data;
+}
+
+inline bool have_command(const std::string& name) {
+  return run("command -v " + name).status == 0;
+}
+
+inline bool is_root() { return ::geteuid() == 0; }
+
+inline std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+}  // namespace cfs::test
