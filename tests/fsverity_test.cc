@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // fs-verity digests checked against libfsverity (the kernel project's own
 // userspace library) over every size class, algorithm, block size and salt.
+#include "fsverity/fsverity.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <libfsverity.h>
@@ -11,7 +13,6 @@
 
 #include "base/fd.h"
 #include "base/hex.h"
-#include "fsverity/fsverity.h"
 #include "test_util.h"
 
 namespace cfs::fsverity {
@@ -96,8 +97,8 @@ TEST_P(DigestVsLibfsverity, AllSizeClasses) {
   p.impl = c.impl;
   // Tree levels are exercised once per algorithm and block size (unsalted,
   // and salted with the largest salt for blocks up to 8 KiB).
-  bool deep = c.impl == HashImpl::Auto &&
-              (c.salt_size == 0 || (c.salt_size == 32 && c.block_size <= 8192));
+  bool deep =
+      c.impl == HashImpl::Auto && (c.salt_size == 0 || (c.salt_size == 32 && c.block_size <= 8192));
   for (size_t size : size_classes(c.block_size, c.alg, deep)) {
     auto data = random_bytes(size, static_cast<uint32_t>(size));
     std::string want = reference_digest(data, c.alg, c.block_size, salt);
@@ -125,13 +126,14 @@ std::vector<Case> all_cases() {
   return v;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, DigestVsLibfsverity, ::testing::ValuesIn(all_cases()), [](const auto& param_info) {
-      const Case& c = param_info.param;
-      return std::string(c.alg == HashAlg::Sha256 ? "sha256" : "sha512") + "_bs" +
-             std::to_string(c.block_size) + "_salt" + std::to_string(c.salt_size) +
-             (c.impl == HashImpl::OpenSsl ? "_openssl" : "_auto");
-    });
+INSTANTIATE_TEST_SUITE_P(All, DigestVsLibfsverity, ::testing::ValuesIn(all_cases()),
+                         [](const auto& param_info) {
+                           const Case& c = param_info.param;
+                           return std::string(c.alg == HashAlg::Sha256 ? "sha256" : "sha512") +
+                                  "_bs" + std::to_string(c.block_size) + "_salt" +
+                                  std::to_string(c.salt_size) +
+                                  (c.impl == HashImpl::OpenSsl ? "_openssl" : "_auto");
+                         });
 
 TEST(Fsverity, PublishedVectors) {
   // From composefs-rs (digest.rs) and composefs#442: independent of libfsverity.
@@ -176,7 +178,8 @@ TEST(Fsverity, SparseFileMatchesFsverityTool) {
     ASSERT_EQ(::pwrite(fd, "tail", 4, (2ll << 30) + 12000), 4);
     ::close(fd);
   }
-  for (auto [alg, name] : {std::pair{HashAlg::Sha256, "sha256"}, std::pair{HashAlg::Sha512, "sha512"}}) {
+  for (auto [alg, name] :
+       {std::pair{HashAlg::Sha256, "sha256"}, std::pair{HashAlg::Sha512, "sha512"}}) {
     auto r = test::run("fsverity digest --hash-alg=" + std::string(name) + " " + path);
     ASSERT_EQ(r.status, 0) << r.err;
     std::string want = r.out.substr(std::string(name).size() + 1, 2 * hash_digest_size(alg));

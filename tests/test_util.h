@@ -94,9 +94,7 @@ inline void write_file(const std::string& path, const std::string& data) {
   f << data;
 }
 
-inline bool have_command(const std::string& name) {
-  return run("command -v " + name).status == 0;
-}
+inline bool have_command(const std::string& name) { return run("command -v " + name).status == 0; }
 
 inline bool is_root() { return ::geteuid() == 0; }
 

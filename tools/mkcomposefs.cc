@@ -105,9 +105,9 @@ int run(const Args& a) {
     }
   }
   if (wo.min_version > erofs::kMaxFormatVersion || wo.max_version > erofs::kMaxFormatVersion)
-    return tools::fail(kTool, Error(Errc::InvalidArgument,
-                                    fmt::format("unsupported format version (at most {})",
-                                                erofs::kMaxFormatVersion)));
+    return tools::fail(
+        kTool, Error(Errc::InvalidArgument, fmt::format("unsupported format version (at most {})",
+                                                        erofs::kMaxFormatVersion)));
   if (!a.print_digest_only && a.image == "-" && ::isatty(STDOUT_FILENO))
     return tools::fail(kTool, Error(Errc::InvalidArgument, "stdout is a tty, refusing to use it"));
 
@@ -134,8 +134,9 @@ int run(const Args& a) {
     if (out_fd >= 0) {
       auto st = write_full(out_fd, std::as_bytes(b));
       if (!st)
-        return tl::unexpected(std::move(st.error()).context(
-            fmt::format("writing '{}'", a.image == "-" ? "<stdout>" : a.image)));
+        return tl::unexpected(
+            std::move(st.error())
+                .context(fmt::format("writing '{}'", a.image == "-" ? "<stdout>" : a.image)));
     }
     return {};
   });
@@ -172,8 +173,9 @@ int main(int argc, char** argv) {
                "the C reference stores each link as its own inode)");
   app.add_option("--min-version", a.min_version, "Minimal format version (default 0)");
   app.add_option("--max-version", a.max_version, "Maximal format version (default 1)");
-  app.add_option("--threads", a.threads,
-                 fmt::format("Threads for digests and copies (default {})", scan::default_threads()));
+  app.add_option(
+      "--threads", a.threads,
+      fmt::format("Threads for digests and copies (default {})", scan::default_threads()));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -3,14 +3,14 @@
 // message that accumulates context as it travels up ("while X: because Y").
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
 #include <string>
 #include <string_view>
-#include <utility>
-
-#include <fmt/format.h>
 #include <tl/expected.hpp>
+#include <utility>
 
 namespace cfs {
 
@@ -82,14 +82,14 @@ inline tl::unexpected<Error> sys_error(std::string_view what) { return sys_error
 #define CFS_CONCAT_INNER(a, b) a##b
 #define CFS_CONCAT(a, b) CFS_CONCAT_INNER(a, b)
 
-#define CFS_TRY(expr)                                               \
-  do {                                                              \
-    auto&& cfs_try_r_ = (expr);                                     \
+#define CFS_TRY(expr)                                                      \
+  do {                                                                     \
+    auto&& cfs_try_r_ = (expr);                                            \
     if (!cfs_try_r_) return tl::unexpected(std::move(cfs_try_r_).error()); \
   } while (0)
 
-#define CFS_TRY_ASSIGN_IMPL(tmp, decl, expr)                \
-  auto tmp = (expr);                                        \
+#define CFS_TRY_ASSIGN_IMPL(tmp, decl, expr)               \
+  auto tmp = (expr);                                       \
   if (!tmp) return tl::unexpected(std::move(tmp).error()); \
   decl = std::move(*tmp)
 

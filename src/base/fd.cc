@@ -44,7 +44,8 @@ Result<size_t> read_full(int fd, std::span<std::byte> buf) {
 Result<size_t> pread_full(int fd, std::span<std::byte> buf, uint64_t offset) {
   size_t done = 0;
   while (done < buf.size()) {
-    ssize_t r = ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+    ssize_t r =
+        ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
     if (r < 0) {
       if (errno == EINTR) continue;
       return sys_error("read");
@@ -231,8 +232,7 @@ Status AtomicFile::commit(bool durable) {
     std::string proc = fmt::format("/proc/self/fd/{}", fd_.get());
     for (int attempt = 0;; attempt++) {
       tmp_name_ = "." + name_ + ".tmp-" + random_suffix();
-      if (::linkat(AT_FDCWD, proc.c_str(), dirfd_.get(), tmp_name_.c_str(), AT_SYMLINK_FOLLOW) ==
-          0)
+      if (::linkat(AT_FDCWD, proc.c_str(), dirfd_.get(), tmp_name_.c_str(), AT_SYMLINK_FOLLOW) == 0)
         break;
       if (errno != EEXIST || attempt > 100) {
         int e = errno;

@@ -172,9 +172,11 @@ struct Parser::Impl {
     if (!tree.root()) return make_error(Errc::Corrupt, "the first entry must be the root '/'");
     // Leading and repeated slashes are ignored; the final component is the name.
     size_t start = path.find_first_not_of('/');
-    std::string_view rest = std::string_view(path).substr(start == std::string::npos ? path.size() : start);
+    std::string_view rest =
+        std::string_view(path).substr(start == std::string::npos ? path.size() : start);
     size_t last = rest.rfind('/');
-    std::string_view dir = last == std::string_view::npos ? std::string_view() : rest.substr(0, last);
+    std::string_view dir =
+        last == std::string_view::npos ? std::string_view() : rest.substr(0, last);
     std::string_view name = last == std::string_view::npos ? rest : rest.substr(last + 1);
     Node* parent = tree.root();
     size_t depth = 1;
@@ -187,7 +189,8 @@ struct Parser::Impl {
       if (!parent) return errorf(Errc::Corrupt, "parent directory missing for '{}'", path);
     }
     if (!parent->is_dir()) return errorf(Errc::Corrupt, "parent of '{}' is not a directory", path);
-    if (name == "." || name == "..") return errorf(Errc::Corrupt, "invalid . or .. in path '{}'", path);
+    if (name == "." || name == "..")
+      return errorf(Errc::Corrupt, "invalid . or .. in path '{}'", path);
     auto st = tree.add_child(parent, std::string(name), node);
     if (!st) return tl::unexpected(std::move(st.error()).context(fmt::format("path '{}'", path)));
     return node;
@@ -248,8 +251,8 @@ struct Parser::Impl {
     if (auto c = optional_field(f[CONTENT])) {
       CFS_TRY_ASSIGN(content, unescape(*c));
       if (content->size() != size)
-        return errorf(Errc::Corrupt, "invalid content size {}, must match size {}",
-                      content->size(), size);
+        return errorf(Errc::Corrupt, "invalid content size {}, must match size {}", content->size(),
+                      size);
     }
     std::optional<fsverity::Digest> digest;
     if (auto d = optional_field(f[DIGEST]); d && !d->empty()) {
@@ -272,14 +275,15 @@ struct Parser::Impl {
     node->mtime_nsec = static_cast<uint32_t>(mnsec);
 
     if (type == S_IFLNK) {
-      if (!payload || payload->empty()) return make_error(Errc::Corrupt, "symlink without a target");
+      if (!payload || payload->empty())
+        return make_error(Errc::Corrupt, "symlink without a target");
       if (payload->size() >= kPathMax)
         return errorf(Errc::TooBig, "symlink target of {} bytes (must be shorter than {})",
                       payload->size(), kPathMax);
       if (opts.strict) {
         if (size != payload->size())
-          return errorf(Errc::Corrupt, "invalid symlink size {}, must match target length {}",
-                        size, payload->size());
+          return errorf(Errc::Corrupt, "invalid symlink size {}, must match target length {}", size,
+                        payload->size());
         if (content && !content->empty())
           return make_error(Errc::Corrupt, "symlink cannot have content");
       }
@@ -292,8 +296,8 @@ struct Parser::Impl {
       node->payload = std::move(payload);
       if (content) {
         if (content->size() > kMaxInlineContent)
-          return errorf(Errc::TooBig, "inline content size {} exceeds maximum {}",
-                        content->size(), kMaxInlineContent);
+          return errorf(Errc::TooBig, "inline content size {} exceeds maximum {}", content->size(),
+                        kMaxInlineContent);
         // Content only means something for regular files; empty means none.
         if (type == S_IFREG && !content->empty()) node->content = std::move(content);
       }
@@ -357,8 +361,8 @@ struct Parser::Impl {
       if (!fx.target) return line_error(Error(Errc::Corrupt, "no target path for the hardlink"));
       Node* target = tree.lookup(*fx.target);
       if (!target)
-        return line_error(Error(Errc::Corrupt, fmt::format("no target at '{}' for hardlink",
-                                                          escape(*fx.target, 0))));
+        return line_error(Error(
+            Errc::Corrupt, fmt::format("no target at '{}' for hardlink", escape(*fx.target, 0))));
       if (target == fx.node)
         return line_error(Error(
             Errc::Corrupt, fmt::format("self-referential hardlink '{}'", escape(*fx.target, 0))));
@@ -374,8 +378,8 @@ struct Parser::Impl {
           return line_error(Error(Errc::Corrupt, "hardlink cycle"));
       }
       if (n->is_dir())
-        return line_error(Error(Errc::Corrupt, fmt::format("hardlink to directory '{}'",
-                                                          escape(*fx.target, 0))));
+        return line_error(
+            Error(Errc::Corrupt, fmt::format("hardlink to directory '{}'", escape(*fx.target, 0))));
     }
     return std::move(tree);
   }
@@ -418,8 +422,8 @@ void write_node(const Node* node, std::string& path, std::string& line,
   line.clear();
   escape_to(line, path.empty() ? std::string_view("/") : std::string_view(path), 0);
   fmt::format_to(std::back_inserter(line), " {} {}{:o} {} {} {} {} {}.{} ", t->size,
-                 node->link_to ? "@" : "", t->mode, t->nlink, t->uid, t->gid, t->rdev,
-                 t->mtime_sec, t->mtime_nsec);
+                 node->link_to ? "@" : "", t->mode, t->nlink, t->uid, t->gid, t->rdev, t->mtime_sec,
+                 t->mtime_nsec);
   if (node->link_to)
     escape_to(line, t->path(), kEscapeLoneDash);
   else if (t->payload)

@@ -113,7 +113,8 @@ size_t xattr_entry_size(const WXattr& x) {
 struct PairHash {
   size_t operator()(const std::pair<std::string_view, std::string_view>& p) const {
     size_t h = std::hash<std::string_view>()(p.first);
-    return h ^ (std::hash<std::string_view>()(p.second) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+    return h ^
+           (std::hash<std::string_view>()(p.second) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
   }
 };
 
@@ -258,7 +259,8 @@ Status Writer::add_overlay_xattrs(uint32_t idx) {
   WNode& n = nodes_[idx];
   for (auto& x : n.xattrs) {
     if (x.key.substr(0, kOverlayPrefix.size()) == kOverlayPrefix)
-      x.key = own(std::string(kOverlayEscapedPrefix) + std::string(x.key.substr(kOverlayPrefix.size())));
+      x.key = own(std::string(kOverlayEscapedPrefix) +
+                  std::string(x.key.substr(kOverlayPrefix.size())));
   }
   if (n.external()) {
     std::string meta;
@@ -295,7 +297,8 @@ Status Writer::add_overlay_xattrs(uint32_t idx) {
 
 Status Writer::collect() {
   const Node* root = tree_.root();
-  if (!root || !root->is_dir()) return make_error(Errc::InvalidArgument, "the root is not a directory");
+  if (!root || !root->is_dir())
+    return make_error(Errc::InvalidArgument, "the root is not a directory");
   nodes_.reserve(tree_.node_count() + 256);
   index_.reserve(tree_.node_count());
   auto add = [&](const Node* src, uint32_t parent) {
@@ -336,7 +339,8 @@ Status Writer::collect() {
     CFS_TRY(add_overlay_xattrs(i));
     if (!src->is_dir()) {
       if (!src->children.empty())
-        return errorf(Errc::InvalidArgument, "'{}' has children but is not a directory", src->path());
+        return errorf(Errc::InvalidArgument, "'{}' has children but is not a directory",
+                      src->path());
       continue;
     }
     for (const Node* c : src->children)
@@ -377,7 +381,7 @@ Status Writer::collect() {
 
 void Writer::add_stubs() {
   static const std::string_view names[256] = {
-#define CFS_ROW(a)                                                                       \
+#define CFS_ROW(a)                                                                           \
   a "0", a "1", a "2", a "3", a "4", a "5", a "6", a "7", a "8", a "9", a "a", a "b", a "c", \
       a "d", a "e", a "f"
       CFS_ROW("0"), CFS_ROW("1"), CFS_ROW("2"), CFS_ROW("3"), CFS_ROW("4"), CFS_ROW("5"),
@@ -568,8 +572,8 @@ Status Writer::layout() {
     }
     n.xattr_size = n.xattrs.empty()
                        ? 0
-                       : static_cast<uint32_t>(round_up(
-                             sizeof(XattrIbodyHeader) + 4 * n_shared + inline_size, 4));
+                       : static_cast<uint32_t>(
+                             round_up(sizeof(XattrIbodyHeader) + 4 * n_shared + inline_size, 4));
     if (n.xattr_size && (n.xattr_size - sizeof(XattrIbodyHeader)) / 4 + 1 > UINT16_MAX)
       return errorf(Errc::TooBig, "too many xattrs on '{}'", n.src ? n.src->path() : "stub");
     uint64_t aligned = round_up(pos, kSlotSize);

@@ -272,8 +272,8 @@ Status enable(int fd, HashAlg alg, uint32_t block_size) {
     case EEXIST: return {};
     case ENOTTY:
     case EOPNOTSUPP:
-      return tl::unexpected(Error(Errc::Unsupported,
-                                  "fs-verity is not supported by this filesystem", e));
+      return tl::unexpected(
+          Error(Errc::Unsupported, "fs-verity is not supported by this filesystem", e));
     case ETXTBSY:
       return tl::unexpected(
           Error(Errc::Io, "cannot enable fs-verity: the file is open for writing", e));

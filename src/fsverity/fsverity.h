@@ -48,8 +48,8 @@ class Digest {
 
 struct Params {
   HashAlg alg = HashAlg::Sha256;
-  uint32_t block_size = 4096;    // a power of two, 1 KiB .. 64 KiB
-  std::vector<uint8_t> salt;     // at most 32 bytes
+  uint32_t block_size = 4096;  // a power of two, 1 KiB .. 64 KiB
+  std::vector<uint8_t> salt;   // at most 32 bytes
   HashImpl impl = HashImpl::Auto;
 };
 

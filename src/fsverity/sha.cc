@@ -56,16 +56,14 @@ class OpenSslHasher final : public FixedHasher {
 // ---- SHA-256 with the x86 SHA extensions -------------------------------------
 
 alignas(16) const uint32_t kSha256K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2};
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 
 const uint32_t kSha256Iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -76,10 +74,10 @@ struct NiState {
 };
 
 __attribute__((target("sha,sse4.1,ssse3"))) inline NiState ni_load(const uint32_t s[8]) {
-  __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));       // D C B A
-  __m128i st1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 4));   // H G F E
-  tmp = _mm_shuffle_epi32(tmp, 0xB1);                                       // C D A B
-  st1 = _mm_shuffle_epi32(st1, 0x1B);                                       // E F G H
+  __m128i tmp = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));      // D C B A
+  __m128i st1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 4));  // H G F E
+  tmp = _mm_shuffle_epi32(tmp, 0xB1);                                      // C D A B
+  st1 = _mm_shuffle_epi32(st1, 0x1B);                                      // E F G H
   return {_mm_alignr_epi8(tmp, st1, 8), _mm_blend_epi16(st1, tmp, 0xF0)};  // ABEF, CDGH
 }
 
@@ -100,8 +98,8 @@ __attribute__((target("sha,sse4.1,ssse3"), always_inline)) inline void ni_compre
   for (int n = 0; n < N; n++) {
     save[n] = st[n];
     for (int i = 0; i < 4; i++)
-      w[n][i] = _mm_shuffle_epi8(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[n] + 16 * i)), bswap);
+      w[n][i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[n] + 16 * i)),
+                                 bswap);
   }
   for (int g = 0; g < 16; g++) {
     const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kSha256K + 4 * g));
@@ -111,10 +109,9 @@ __attribute__((target("sha,sse4.1,ssse3"), always_inline)) inline void ni_compre
         cur = w[n][g];
       } else {
         // W[t..t+3] from W[t-16..t-1] held in w[n][0..3].
-        cur = _mm_sha256msg2_epu32(
-            _mm_add_epi32(_mm_sha256msg1_epu32(w[n][0], w[n][1]),
-                          _mm_alignr_epi8(w[n][3], w[n][2], 4)),
-            w[n][3]);
+        cur = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32(w[n][0], w[n][1]),
+                                                 _mm_alignr_epi8(w[n][3], w[n][2], 4)),
+                                   w[n][3]);
         w[n][0] = w[n][1];
         w[n][1] = w[n][2];
         w[n][2] = w[n][3];
@@ -142,7 +139,7 @@ inline void store_be32(uint8_t* out, const uint32_t s[8]) {
 }
 
 __attribute__((target("sha,sse4.1,ssse3"))) void compress_one(uint32_t state[8],
-                                                               const uint8_t* block) {
+                                                              const uint8_t* block) {
   NiState st[1] = {ni_load(state)};
   const uint8_t* const blk[1] = {block};
   ni_compress<1>(st, blk);

@@ -118,7 +118,8 @@ struct Scanner {
     return rel.empty() ? root_path : root_path + "/" + rel;
   }
 
-  Status scan_dir(Node* dir, const std::string& rel, std::vector<std::pair<Node*, std::string>>& queue) {
+  Status scan_dir(Node* dir, const std::string& rel,
+                  std::vector<std::pair<Node*, std::string>>& queue) {
     CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), rel, O_RDONLY | O_DIRECTORY));
     int dup = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
     if (dup < 0) return sys_error("dup");
@@ -166,7 +167,8 @@ struct Scanner {
         if (static_cast<size_t>(len) >= kPathMax)
           return errorf(Errc::TooBig, "symlink '{}' has a target longer than {} bytes",
                         display(child_rel), kPathMax - 1);
-        if (len == 0) return errorf(Errc::Corrupt, "symlink '{}' has an empty target", display(child_rel));
+        if (len == 0)
+          return errorf(Errc::Corrupt, "symlink '{}' has an empty target", display(child_rel));
         target.resize(static_cast<size_t>(len));
         n->size = target.size();
         n->payload = std::move(target);
@@ -221,7 +223,8 @@ struct Scanner {
     bool do_inline = n->size <= opts.inline_max;
     if (do_inline) {
       std::string content(n->size, '\0');
-      CFS_TRY_ASSIGN(size_t got, pread_full(fd.get(), std::as_writable_bytes(std::span(content)), 0));
+      CFS_TRY_ASSIGN(size_t got,
+                     pread_full(fd.get(), std::as_writable_bytes(std::span(content)), 0));
       if (got != content.size())
         return errorf(Errc::Io, "file shrank while reading ({} of {} bytes)", got, content.size());
       n->content = std::move(content);
@@ -375,7 +378,7 @@ Status DigestStore::store(int fd, uint64_t size, const fsverity::Digest& digest)
   // fs-verity needs a read-only fd with no writer: reopen, then enable.
   std::string proc = fmt::format("/proc/self/fd/{}", tmpfd.get());
   if (UniqueFd ro(::open(proc.c_str(), O_RDONLY | O_CLOEXEC)); ro.valid()) {
-    tmpfd = std::move(ro);  // closes the writable fd
+    tmpfd = std::move(ro);                              // closes the writable fd
     (void)fsverity::enable(tmpfd.get(), digest.alg());  // best effort, as the reference
   }
   if (tmp_name.empty()) {

@@ -25,7 +25,7 @@ struct Options {
   bool use_epoch = false;     // all mtimes 0
   bool skip_devices = false;  // leave out block and character devices
   bool skip_xattrs = false;
-  bool user_xattrs = false;   // only user.* xattrs
+  bool user_xattrs = false;  // only user.* xattrs
   // Keep hardlinks (same st_dev/st_ino) as one inode, the first path in
   // sorted depth-first order being the primary.  Off by default, as in the
   // C reference, which changes the image digest when on.

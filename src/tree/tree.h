@@ -48,9 +48,9 @@ inline constexpr size_t kMaxDepth = 4096;
 
 class Node {
  public:
-  std::string name;           // empty for the root
-  Node* parent = nullptr;     // the root's parent is nullptr
-  Node* link_to = nullptr;    // set on hardlink entries
+  std::string name;             // empty for the root
+  Node* parent = nullptr;       // the root's parent is nullptr
+  Node* link_to = nullptr;      // set on hardlink entries
   std::vector<Node*> children;  // sorted by name, bytewise
 
   uint32_t mode = 0;
