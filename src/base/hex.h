@@ -11,12 +11,23 @@
 
 namespace cfs {
 
-inline int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+namespace detail {
+struct HexTable {
+  int8_t v[256];
+  constexpr HexTable() : v() {
+    for (int i = 0; i < 256; i++) v[i] = -1;
+    for (int i = 0; i < 10; i++) v['0' + i] = static_cast<int8_t>(i);
+    for (int i = 0; i < 6; i++) {
+      v['a' + i] = static_cast<int8_t>(10 + i);
+      v['A' + i] = static_cast<int8_t>(10 + i);
+    }
+  }
+};
+inline constexpr HexTable kHexTable;
+}  // namespace detail
+
+// The value of a hex digit (either case), or -1.
+inline int hex_value(char c) { return detail::kHexTable.v[static_cast<unsigned char>(c)]; }
 
 inline std::string to_hex(std::span<const uint8_t> bytes) {
   static const char digits[] = "0123456789abcdef";

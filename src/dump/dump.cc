@@ -50,12 +50,18 @@ std::string escape(std::string_view s, unsigned flags) {
 }
 
 Result<std::string> unescape(std::string_view s) {
+  size_t first = s.find('\\');
+  if (first == std::string_view::npos) return std::string(s);
   std::string out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); i++) {
+  out.append(s.substr(0, first));
+  for (size_t i = first; i < s.size(); i++) {
     char c = s[i];
     if (c != '\\') {
-      out += c;
+      size_t next = s.find('\\', i);
+      if (next == std::string_view::npos) next = s.size();
+      out.append(s.substr(i, next - i));
+      i = next - 1;
       continue;
     }
     if (++i >= s.size()) return make_error(Errc::Corrupt, "no character after escape '\\'");

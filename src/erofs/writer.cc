@@ -13,7 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <deque>
+#include <memory_resource>
 #include <unordered_map>
 
 #include "erofs/format.h"
@@ -39,6 +39,7 @@ struct WXattr {
   std::string_view key;
   std::string_view value;
   int64_t shared_offset = -1;  // offset in the shared table, or -1 when inline
+  uint32_t entry = 0;          // its (key, value) entry in XattrTable
 };
 
 struct WDirent {
@@ -56,10 +57,13 @@ struct WNode {
   uint32_t mtime_nsec = 0;
   const std::string* content = nullptr;  // inline regular file data
   const std::string* symlink = nullptr;
-  std::vector<WXattr> xattrs;
+  std::pmr::vector<WXattr> xattrs;
   size_t xattr_cost = 0;  // the C library's budget accounting, from 0 as its clone does
-  std::vector<WDirent> dirents;
+  std::pmr::vector<WDirent> dirents;
 
+  explicit WNode(std::pmr::memory_resource* mr) : xattrs(mr), dirents(mr) {}
+
+  uint32_t first_child = 0;  // index of the first non-link child (they are consecutive)
   uint32_t ino = 0;
   bool compact = false;
   uint32_t ipad = 0, xattr_size = 0, isize = 0, n_blocks = 0, tail = 0;
@@ -110,17 +114,59 @@ size_t xattr_entry_size(const WXattr& x) {
   return round_up(sizeof(XattrEntry) + suffix.size() + x.value.size(), 4);
 }
 
-struct PairHash {
-  size_t operator()(const std::pair<std::string_view, std::string_view>& p) const {
-    size_t h = std::hash<std::string_view>()(p.first);
-    return h ^
-           (std::hash<std::string_view>()(p.second) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+// Counts (key, value) pairs without a heap node per entry: an open-addressing
+// table of indexes into a flat entry vector (images have ~2 xattrs per file).
+class XattrTable {
+ public:
+  struct Entry {
+    std::string_view key, value;
+    uint64_t hash;
+    uint32_t count = 0;
+    int64_t offset = -1;  // in the shared table, when shared
+  };
+  explicit XattrTable(size_t expected) {
+    size_t cap = 16;
+    while (cap < expected * 2) cap *= 2;
+    slots_.assign(cap, kEmpty);
+    entries_.reserve(expected);
   }
-};
+  uint32_t add(std::string_view key, std::string_view value) {
+    uint64_t h = std::hash<std::string_view>()(key) * 0x9E3779B97F4A7C15ULL ^
+                 std::hash<std::string_view>()(value);
+    size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      uint32_t e = slots_[i];
+      if (e == kEmpty) {
+        e = static_cast<uint32_t>(entries_.size());
+        entries_.push_back({key, value, h});
+        slots_[i] = e;
+        entries_[e].count = 1;
+        if (entries_.size() * 2 > slots_.size()) grow();
+        return e;
+      }
+      Entry& x = entries_[e];
+      if (x.hash == h && x.key == key && x.value == value) {
+        x.count++;
+        return e;
+      }
+    }
+  }
+  std::vector<Entry>& entries() { return entries_; }
 
-struct SharedEntry {
-  uint32_t count = 0;
-  int64_t offset = -1;
+ private:
+  static constexpr uint32_t kEmpty = UINT32_MAX;
+  void grow() {
+    std::vector<uint32_t> old(slots_.size() * 2, kEmpty);
+    old.swap(slots_);
+    size_t mask = slots_.size() - 1;
+    for (uint32_t e = 0; e < entries_.size(); e++) {
+      size_t i = entries_[e].hash & mask;
+      while (slots_[i] != kEmpty) i = (i + 1) & mask;
+      slots_[i] = e;
+    }
+  }
+  std::vector<uint32_t> slots_;
+  std::vector<Entry> entries_;
 };
 
 // Buffered output with the running position.
@@ -191,14 +237,22 @@ class Writer {
   void write_xattr_entry(Out& out, const WXattr& x);
   void write_dirents(Out& out, const WNode& n, bool blocks, bool tail);
   void write_dirent_chunk(Out& out, const WNode& n, size_t first, size_t count, uint64_t align);
-  std::string_view own(std::string s) { return pool_.emplace_back(std::move(s)); }
+  // Strings the writer creates live in the arena as long as the writer.
+  std::string_view own(std::string_view s) {
+    char* p = static_cast<char*>(arena_.allocate(s.size() ? s.size() : 1, 1));
+    std::memcpy(p, s.data(), s.size());
+    return {p, s.size()};
+  }
 
   const Tree& tree_;
   WriteOptions opts_;
   uint32_t version_ = 0;
   std::vector<WNode> nodes_;
-  std::unordered_map<const Node*, uint32_t> index_;
-  std::deque<std::string> pool_;
+  // One bump allocator for every per-inode vector and string: the writer's
+  // allocations all die together, and malloc was its main cost.
+  std::pmr::monotonic_buffer_resource arena_{1 << 20};
+  // Image index of each hardlink target (other inodes need no lookup).
+  std::unordered_map<const Node*, uint32_t> link_targets_;
   std::vector<uint32_t> order_;  // breadth-first inode order
   int64_t min_mtime_sec_ = 0;
   uint32_t min_mtime_nsec_ = 0;
@@ -272,7 +326,7 @@ Status Writer::add_overlay_xattrs(uint32_t idx) {
       meta.push_back(static_cast<char>(n.src->digest->alg()));
       meta.append(reinterpret_cast<const char*>(d.data()), d.size());
     }
-    CFS_TRY(set_xattr(n, kXattrMetacopy, own(std::move(meta))));
+    CFS_TRY(set_xattr(n, kXattrMetacopy, own(meta)));
     if (n.src->payload && !n.src->payload->empty())
       CFS_TRY(set_xattr(n, kXattrRedirect, own("/" + *n.src->payload)));
   }
@@ -300,10 +354,9 @@ Status Writer::collect() {
   if (!root || !root->is_dir())
     return make_error(Errc::InvalidArgument, "the root is not a directory");
   nodes_.reserve(tree_.node_count() + 256);
-  index_.reserve(tree_.node_count());
+  bool has_links = false;
   auto add = [&](const Node* src, uint32_t parent) {
-    uint32_t idx = static_cast<uint32_t>(nodes_.size());
-    WNode& w = nodes_.emplace_back();
+    WNode& w = nodes_.emplace_back(&arena_);
     w.src = src;
     w.parent = parent;
     w.mode = src->mode;
@@ -321,8 +374,6 @@ Status Writer::collect() {
     }
     w.xattrs.reserve(src->xattrs.size());
     for (auto& x : src->xattrs) w.xattrs.push_back({x.key, x.value});
-    index_.emplace(src, idx);
-    return idx;
   };
   add(root, 0);
   // Parents are processed before their children (breadth-first here; the
@@ -343,8 +394,20 @@ Status Writer::collect() {
                       src->path());
       continue;
     }
-    for (const Node* c : src->children)
-      if (!c->link_to) add(c, i);
+    nodes_[i].first_child = static_cast<uint32_t>(nodes_.size());
+    for (const Node* c : src->children) {
+      if (c->link_to)
+        has_links = true;
+      else
+        add(c, i);
+    }
+  }
+  if (has_links) {
+    for (auto& w : nodes_)
+      for (const Node* c : w.src->children)
+        if (c->link_to) link_targets_.emplace(c->target(), UINT32_MAX);
+    for (uint32_t i = 0; i < nodes_.size(); i++)
+      if (auto it = link_targets_.find(nodes_[i].src); it != link_targets_.end()) it->second = i;
   }
   // Directory entries, with "." and ".." sorted in among the names.
   for (uint32_t i = 0; i < nodes_.size(); i++) {
@@ -362,15 +425,20 @@ Status Writer::collect() {
         dotdot_done = true;
       }
     };
+    uint32_t next_child = w.first_child;
     for (const Node* c : w.src->children) {
       add_dots(c->name);
+      if (!c->link_to) {
+        w.dirents.push_back({c->name, next_child++, false});
+        continue;
+      }
       const Node* t = c->target();
-      auto it = index_.find(t);
-      if (it == index_.end())
+      auto it = link_targets_.find(t);
+      if (it == link_targets_.end() || it->second == UINT32_MAX)
         return errorf(Errc::InvalidArgument, "hardlink '{}' points outside the tree", c->path());
-      if (c->link_to && t->is_dir())
+      if (t->is_dir())
         return errorf(Errc::InvalidArgument, "hardlink '{}' points to a directory", c->path());
-      w.dirents.push_back({c->name, it->second, c->link_to != nullptr});
+      w.dirents.push_back({c->name, it->second, true});
     }
     add_dots("\xff\xff\xff");
     if (!dot_done) w.dirents.push_back({".", i, true});
@@ -403,7 +471,7 @@ void Writer::add_stubs() {
   for (auto name : names) {
     if (src_root->find_child(name)) continue;
     uint32_t idx = static_cast<uint32_t>(nodes_.size());
-    WNode& s = nodes_.emplace_back();
+    WNode& s = nodes_.emplace_back(&arena_);
     s.mode = S_IFCHR | 0644;
     s.uid = nodes_[0].uid;
     s.gid = nodes_[0].gid;
@@ -413,7 +481,7 @@ void Writer::add_stubs() {
     stubs.push_back({name, idx, false});
   }
   auto& d = nodes_[0].dirents;
-  std::vector<WDirent> merged;
+  std::pmr::vector<WDirent> merged(&arena_);
   merged.reserve(d.size() + stubs.size());
   std::merge(d.begin(), d.end(), stubs.begin(), stubs.end(), std::back_inserter(merged),
              [](const WDirent& a, const WDirent& b) { return a.name < b.name; });
@@ -451,24 +519,28 @@ void Writer::number_inodes() {
 }
 
 void Writer::compute_shared_xattrs() {
-  std::unordered_map<std::pair<std::string_view, std::string_view>, SharedEntry, PairHash> counts;
-  counts.reserve(nodes_.size());
+  size_t n_xattrs = 0;
+  for (uint32_t i : order_) n_xattrs += nodes_[i].xattrs.size();
+  XattrTable table(n_xattrs);
   for (uint32_t i : order_)
-    for (auto& x : nodes_[i].xattrs) counts[{x.key, x.value}].count++;
-  std::vector<std::pair<std::string_view, std::string_view>> multi;
-  for (auto& [kv, e] : counts)
-    if (e.count > 1) multi.push_back(kv);
+    for (auto& x : nodes_[i].xattrs) x.entry = table.add(x.key, x.value);
+  auto& entries = table.entries();
+  std::vector<uint32_t> multi;
+  for (uint32_t e = 0; e < entries.size(); e++)
+    if (entries[e].count > 1) multi.push_back(e);
   // The reference's "canonical" order: descending key, then longer value,
   // then descending value bytes.
-  std::sort(multi.begin(), multi.end(), [](const auto& a, const auto& b) {
-    if (a.first != b.first) return a.first > b.first;
-    if (a.second.size() != b.second.size()) return a.second.size() > b.second.size();
-    return std::memcmp(a.second.data(), b.second.data(), a.second.size()) > 0;
+  std::sort(multi.begin(), multi.end(), [&](uint32_t ia, uint32_t ib) {
+    const auto& a = entries[ia];
+    const auto& b = entries[ib];
+    if (a.key != b.key) return a.key > b.key;
+    if (a.value.size() != b.value.size()) return a.value.size() > b.value.size();
+    return std::memcmp(a.value.data(), b.value.data(), a.value.size()) > 0;
   });
   uint64_t offset = 0;
-  for (auto& kv : multi) {
-    counts[kv].offset = static_cast<int64_t>(offset);
-    WXattr x{kv.first, kv.second};
+  for (uint32_t e : multi) {
+    entries[e].offset = static_cast<int64_t>(offset);
+    WXattr x{entries[e].key, entries[e].value};
     shared_.push_back(x);
     offset += xattr_entry_size(x);
   }
@@ -476,9 +548,9 @@ void Writer::compute_shared_xattrs() {
   for (uint32_t i : order_) {
     unsigned n_shared = 0;
     for (auto& x : nodes_[i].xattrs) {
-      const SharedEntry& e = counts[{x.key, x.value}];
-      if (e.offset >= 0 && n_shared < kXattrLongPrefix) {
-        x.shared_offset = e.offset;
+      int64_t off = entries[x.entry].offset;
+      if (off >= 0 && n_shared < kXattrLongPrefix) {
+        x.shared_offset = off;
         n_shared++;
       } else {
         x.shared_offset = -1;

@@ -31,9 +31,14 @@ std::optional<Digest> Digest::from_hex(std::string_view hex) {
 
 std::optional<Digest> Digest::from_hex(HashAlg alg, std::string_view hex) {
   if (hex.size() != 2 * hash_digest_size(alg)) return std::nullopt;
-  auto raw = cfs::from_hex(hex);
-  if (!raw) return std::nullopt;
-  return Digest(alg, *raw);
+  Digest d;
+  d.alg_ = alg;
+  for (size_t i = 0; i < hex.size() / 2; i++) {
+    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    d.bytes_[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return d;
 }
 
 Status validate(const Params& p) {

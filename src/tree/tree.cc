@@ -101,7 +101,10 @@ std::string Node::path() const {
   return p;
 }
 
-Node* Tree::new_node() { return &arena_.emplace_back(); }
+Node* Tree::new_node() {
+  if (count_ % kChunk == 0) chunks_.push_back(std::make_unique<Node[]>(kChunk));
+  return &chunks_.back()[count_++ % kChunk];
+}
 
 static Status check_name(std::string_view name) {
   if (name.empty()) return make_error(Errc::InvalidArgument, "empty file name");

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
-#include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -101,7 +101,7 @@ class Tree {
   Node* root() const { return root_; }
   void set_root(Node* n) { root_ = n; }
   Node* new_node();
-  size_t node_count() const { return arena_.size(); }
+  size_t node_count() const { return count_; }
 
   // Inserts `child` under `parent` keeping children sorted.  Errors on a
   // non-directory parent, a bad name or a duplicate.
@@ -114,7 +114,10 @@ class Tree {
   void make_hardlink(Node* entry, Node* target);
 
  private:
-  std::deque<Node> arena_;
+  // Nodes live in fixed-size chunks: stable addresses, few allocations.
+  static constexpr size_t kChunk = 1024;
+  std::vector<std::unique_ptr<Node[]>> chunks_;
+  size_t count_ = 0;
   Node* root_ = nullptr;
 };
 
