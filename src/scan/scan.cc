@@ -44,17 +44,29 @@ Result<UniqueFd> open_beneath(int rootfd, const std::string& rel, int flags) {
   return UniqueFd(static_cast<int>(fd));
 }
 
-// Reads all xattrs of `path` (not following a final symlink).
-Status read_xattrs(const std::string& path, Node* node, const Options& opts) {
+// Where to read xattrs from: an open fd, or a path whose final component is
+// not followed (so a symlink's own xattrs are read).
+struct XattrSource {
+  int fd = -1;
+  std::string path;
+  ssize_t list(char* buf, size_t size) const {
+    return fd >= 0 ? ::flistxattr(fd, buf, size) : ::llistxattr(path.c_str(), buf, size);
+  }
+  ssize_t get(const char* key, void* buf, size_t size) const {
+    return fd >= 0 ? ::fgetxattr(fd, key, buf, size) : ::lgetxattr(path.c_str(), key, buf, size);
+  }
+};
+
+Status read_xattrs(const XattrSource& src, Node* node, const Options& opts) {
   std::string names;
   for (;;) {
-    ssize_t n = ::llistxattr(path.c_str(), nullptr, 0);
+    ssize_t n = src.list(nullptr, 0);
     if (n < 0) {
       if (errno == ENOTSUP) return {};
       return sys_error("cannot list xattrs");
     }
     names.resize(static_cast<size_t>(n));
-    n = ::llistxattr(path.c_str(), names.data(), names.size());
+    n = src.list(names.data(), names.size());
     if (n < 0 && errno == ERANGE) continue;  // grew meanwhile
     if (n < 0) return sys_error("cannot list xattrs");
     names.resize(static_cast<size_t>(n));
@@ -70,13 +82,13 @@ Status read_xattrs(const std::string& path, Node* node, const Options& opts) {
     if (opts.user_xattrs && key.compare(0, 5, "user.") != 0) continue;
     if (opts.xattr_filter && !opts.xattr_filter(key)) continue;
     for (;;) {
-      ssize_t n = ::lgetxattr(path.c_str(), key.c_str(), nullptr, 0);
+      ssize_t n = src.get(key.c_str(), nullptr, 0);
       if (n < 0) {
         if (errno == ENODATA) break;  // removed meanwhile
         return sys_error(fmt::format("cannot read xattr '{}'", key));
       }
       value.resize(static_cast<size_t>(n));
-      n = ::lgetxattr(path.c_str(), key.c_str(), value.data(), value.size());
+      n = src.get(key.c_str(), value.data(), value.size());
       if (n < 0 && errno == ERANGE) continue;
       if (n < 0) return sys_error(fmt::format("cannot read xattr '{}'", key));
       value.resize(static_cast<size_t>(n));
@@ -174,7 +186,7 @@ struct Scanner {
         n->payload = std::move(target);
       }
       if (!opts.skip_xattrs) {
-        auto st2 = read_xattrs(proc_dir + name, n, opts);
+        auto st2 = read_xattrs({-1, proc_dir + name}, n, opts);
         if (!st2) return tl::unexpected(std::move(st2.error()).context(display(child_rel)));
       }
       if (opts.hardlinks && type != S_IFDIR) inodes[{st.st_dev, st.st_ino}].push_back(n);
@@ -291,7 +303,7 @@ Result<Tree> scan_directory(const std::string& path, const Options& opts) {
   fill_stat(root, st, opts);
   s.tree.set_root(root);
   if (!opts.skip_xattrs) {
-    auto r = read_xattrs(fmt::format("/proc/self/fd/{}", fd), root, opts);
+    auto r = read_xattrs({fd, {}}, root, opts);
     if (!r) return tl::unexpected(std::move(r.error()).context(path));
   }
   std::vector<std::pair<Node*, std::string>> queue{{root, ""}};

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: Apache-2.0
+// Directory scans: the image of a generated tree with every file type equals
+// the C reference's image of it (digests recorded from the reference, see
+// tests/data/scan/ORIGIN.md), equals the image of its own dump, and does not
+// depend on thread count; the digest store holds exactly the right objects.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "base/fd.h"
+#include "dump/dump.h"
+#include "erofs/writer.h"
+#include "fsverity/fsverity.h"
+#include "gen_tree.h"
+#include "scan/scan.h"
+#include "test_util.h"
+
+namespace cfs::scan {
+namespace {
+
+std::string image_digest(const Tree& t, const erofs::WriteOptions& wo = {}) {
+  auto img = erofs::build_image(t, wo);
+  EXPECT_TRUE(img) << (img ? "" : img.error().message());
+  if (!img) return {};
+  return fsverity::digest_of(std::span<const uint8_t>(*img)).hex();
+}
+
+class GeneratedTree : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = tmp_ / "tree";
+    test::GenOptions o;
+    o.privileged = test::is_root();
+    std::string why;
+    if (!test::generate_tree(root_, o, &why)) GTEST_SKIP() << "cannot generate the tree: " << why;
+  }
+  test::TempDir tmp_;
+  std::string root_;
+};
+
+// option set name -> the mkcomposefs options it stands for.
+struct OptionSet {
+  std::string name;
+  std::string args;
+  Options scan;
+  erofs::WriteOptions write;
+};
+
+std::vector<OptionSet> option_sets() {
+  std::vector<OptionSet> v;
+  v.push_back({"default", "", {}, {}});
+  {
+    OptionSet s{"use-epoch", "--use-epoch", {}, {}};
+    s.scan.use_epoch = true;
+    v.push_back(s);
+  }
+  {
+    OptionSet s{"skip-xattrs", "--skip-xattrs", {}, {}};
+    s.scan.skip_xattrs = true;
+    v.push_back(s);
+  }
+  {
+    OptionSet s{"user-xattrs", "--user-xattrs", {}, {}};
+    s.scan.user_xattrs = true;
+    v.push_back(s);
+  }
+  {
+    OptionSet s{"skip-devices", "--skip-devices", {}, {}};
+    s.scan.skip_devices = true;
+    v.push_back(s);
+  }
+  v.push_back({"v1", "--min-version=1 --max-version=1", {}, {1, 1}});
+  v.push_back({"v0", "--min-version=0 --max-version=0", {}, {0, 0}});
+  v.push_back({"min1", "--min-version=1", {}, {1, 0}});
+  v.push_back({"max0", "--max-version=0", {}, {0, 0}});
+  return v;
+}
+
+std::map<std::string, std::string> reference_digests() {
+  std::map<std::string, std::string> m;
+  std::istringstream in(test::read_file(test::data_dir() + "/scan/reference-digests.txt"));
+  std::string name, digest;
+  while (in >> name >> digest) m[name] = digest;
+  return m;
+}
+
+TEST_F(GeneratedTree, ImagesMatchTheReference) {
+  if (!test::is_root()) GTEST_SKIP() << "the reference digests are of the tree as root makes it";
+  auto want = reference_digests();
+  ASSERT_FALSE(want.empty());
+  for (auto& s : option_sets()) {
+    auto tree = scan_directory(root_, s.scan);
+    ASSERT_TRUE(tree) << tree.error().message();
+    EXPECT_EQ(image_digest(*tree, s.write), want[s.name]) << "option set " << s.name;
+  }
+}
+
+TEST_F(GeneratedTree, MkcomposefsToolMatchesTheReference) {
+  if (!test::is_root()) GTEST_SKIP() << "the reference digests are of the tree as root makes it";
+  auto want = reference_digests();
+  for (auto& s : option_sets()) {
+    auto r = test::run(test::tool("mkcomposefs") + " --print-digest-only " + s.args + " " + root_);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(test::trim(r.out), want[s.name]) << "option set " << s.name;
+  }
+}
+
+TEST_F(GeneratedTree, ImageEqualsImageOfItsDump) {
+  std::vector<OptionSet> sets = option_sets();
+  OptionSet hl{"hardlinks", "--hardlinks", {}, {}};
+  hl.scan.hardlinks = true;
+  sets.push_back(hl);
+  for (auto& s : sets) {
+    auto tree = scan_directory(root_, s.scan);
+    ASSERT_TRUE(tree) << tree.error().message();
+    std::string text = dump::to_string(*tree);
+    auto parsed = dump::parse(text, {true});
+    ASSERT_TRUE(parsed) << s.name << ": " << parsed.error().message();
+    EXPECT_EQ(image_digest(*tree, s.write), image_digest(*parsed, s.write)) << s.name;
+    EXPECT_EQ(dump::to_string(*parsed), text) << s.name;
+  }
+}
+
+TEST_F(GeneratedTree, HardlinksOption) {
+  Options o;
+  o.hardlinks = true;
+  auto tree = scan_directory(root_, o);
+  ASSERT_TRUE(tree) << tree.error().message();
+  // The primary is the first path in sorted depth-first order.
+  const Node* primary = tree->lookup("/etc/hard2");
+  ASSERT_TRUE(primary);
+  EXPECT_FALSE(primary->link_to);
+  EXPECT_EQ(primary->nlink, 3u);
+  EXPECT_EQ(tree->lookup("/usr/bin/hard1")->link_to, primary);
+  EXPECT_EQ(tree->lookup("/usr/share/f12345")->link_to, primary);
+  EXPECT_EQ(tree->lookup("/usr/share/f1")->target(), tree->lookup("/etc/hard-inline"));
+  // Without the option every link is its own inode with nlink 1, as in C.
+  auto plain = scan_directory(root_, {});
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->lookup("/usr/bin/hard1")->link_to);
+  EXPECT_EQ(plain->lookup("/usr/bin/hard1")->nlink, 1u);
+  EXPECT_NE(image_digest(*tree), image_digest(*plain));
+}
+
+TEST_F(GeneratedTree, IndependentOfThreadCount) {
+  std::set<std::string> digests;
+  for (unsigned threads : {1u, 2u, 3u, 16u}) {
+    Options o;
+    o.threads = threads;
+    auto tree = scan_directory(root_, o);
+    ASSERT_TRUE(tree);
+    digests.insert(image_digest(*tree));
+  }
+  EXPECT_EQ(digests.size(), 1u);
+}
+
+TEST_F(GeneratedTree, ImagePassesFsckErofs) {
+  if (!test::have_command("fsck.erofs")) GTEST_SKIP() << "fsck.erofs not installed";
+  auto r = test::run(test::tool("mkcomposefs") + " " + root_ + " " + (tmp_ / "img"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto f = test::run("fsck.erofs " + (tmp_ / "img"));
+  EXPECT_EQ(f.status, 0) << f.out << f.err;
+}
+
+// Every object is named by its content's fs-verity digest; one object per
+// distinct non-inline content; a second run adds and rewrites nothing.
+TEST_F(GeneratedTree, DigestStore) {
+  std::string store = tmp_ / "store";
+  auto r = test::run(test::tool("mkcomposefs") + " --digest-store=" + store + " " + root_ + " " +
+                     (tmp_ / "img"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::map<std::string, struct stat> objects;
+  for (auto& e : std::filesystem::recursive_directory_iterator(store)) {
+    if (!e.is_regular_file()) continue;
+    std::string rel = std::filesystem::relative(e.path(), store);
+    auto fd = open_at(AT_FDCWD, e.path(), O_RDONLY);
+    ASSERT_TRUE(fd);
+    auto d = fsverity::digest_of_fd(fd->get());
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->object_path(), rel);
+    struct stat st;
+    ASSERT_EQ(::stat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0644u) << rel;
+    objects[rel] = st;
+  }
+  // Distinct contents over 64 bytes in the tree.
+  std::set<std::string> want;
+  for (auto& e : std::filesystem::recursive_directory_iterator(root_)) {
+    if (e.is_symlink() || !e.is_regular_file()) continue;
+    if (e.file_size() <= 64) continue;
+    auto fd = open_at(AT_FDCWD, e.path(), O_RDONLY);
+    want.insert(fsverity::digest_of_fd(fd->get())->object_path());
+  }
+  EXPECT_EQ(objects.size(), want.size());
+  for (auto& w : want) EXPECT_TRUE(objects.count(w)) << w;
+
+  auto r2 = test::run(test::tool("mkcomposefs") + " --digest-store=" + store + " " + root_ + " " +
+                      (tmp_ / "img2"));
+  ASSERT_EQ(r2.status, 0) << r2.err;
+  for (auto& [rel, st] : objects) {
+    struct stat st2;
+    ASSERT_EQ(::stat((store + "/" + rel).c_str(), &st2), 0);
+    EXPECT_EQ(st2.st_ino, st.st_ino) << rel << " was rewritten";
+  }
+  EXPECT_EQ(test::read_file(tmp_ / "img"), test::read_file(tmp_ / "img2"));
+}
+
+// A full disk fails cleanly: a clear error, no image, no partial object.
+TEST_F(GeneratedTree, FullDigestStoreFailsCleanly) {
+  if (!test::is_root()) GTEST_SKIP() << "mounting a small tmpfs needs root";
+  std::string small = tmp_ / "small";
+  ASSERT_EQ(::mkdir(small.c_str(), 0755), 0);
+  if (::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=64k") != 0)
+    GTEST_SKIP() << "cannot mount tmpfs: " << std::strerror(errno);
+  auto r = test::run(test::tool("mkcomposefs") + " --digest-store=" + small + "/store " + root_ +
+                     " " + (tmp_ / "img"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(root_), std::string::npos) << "the error names the file: " << r.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp_ / "img"));
+  // Whatever objects exist are complete.
+  for (auto& e : std::filesystem::recursive_directory_iterator(small + "/store")) {
+    if (!e.is_regular_file()) continue;
+    std::string rel = std::filesystem::relative(e.path(), small + "/store");
+    auto fd = open_at(AT_FDCWD, e.path(), O_RDONLY);
+    EXPECT_EQ(fsverity::digest_of_fd(fd->get())->object_path(), rel);
+  }
+  ::umount2(small.c_str(), MNT_DETACH);
+}
+
+TEST(Scan, Errors) {
+  test::TempDir tmp;
+  auto r = scan_directory(tmp / "missing", {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("missing"), std::string::npos);
+  test::write_file(tmp / "file", "x");
+  r = scan_directory(tmp / "file", {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("is not a directory"), std::string::npos);
+  Options both;
+  both.skip_xattrs = both.user_xattrs = true;
+  EXPECT_FALSE(scan_directory(tmp.path(), both));
+}
+
+TEST(Scan, XattrOverBudgetNamesThePath) {
+  if (!test::is_root()) GTEST_SKIP() << "needs a tmpfs (root) for large xattrs";
+  test::TempDir tmp;
+  std::string dir = tmp / "d";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") != 0)
+    GTEST_SKIP() << "cannot mount tmpfs: " << std::strerror(errno);
+  test::write_file(dir + "/f", "x");
+  int set = 0;
+  for (int i = 0; i < 20; i++)
+    if (test::set_xattr(dir + "/f", "user.k" + std::to_string(i), std::string(2000, 'v'))) set++;
+  if (set < 17) {
+    ::umount2(dir.c_str(), MNT_DETACH);
+    GTEST_SKIP() << "tmpfs took only " << set << " large user xattrs";
+  }
+  auto r = scan_directory(dir, {});
+  ::umount2(dir.c_str(), MNT_DETACH);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find(dir + "/f"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("per-inode limit"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cfs::scan
