@@ -229,40 +229,63 @@ Digest digest_of(std::span<const uint8_t> data, const Params& p) {
   return h.finish();
 }
 
-Result<Digest> digest_of_fd(int fd, const Params& p) {
+Result<Digest> digest_of_fd(int fd, const Params& p, bool probe_holes) {
   CFS_TRY(validate(p));
   Hasher h(p);
-  constexpr size_t kBuf = 1 << 20;
+  // Chunks small enough to still be in L2 when hashed right after the copy.
+  constexpr size_t kBuf = 256 << 10;
   std::unique_ptr<uint8_t[]> buf(new uint8_t[kBuf]);
+  auto read_range = [&](off_t pos, off_t end, bool until_eof) -> Result<off_t> {
+    while (until_eof || pos < end) {
+      size_t want = until_eof ? kBuf : static_cast<size_t>(std::min<off_t>(end - pos, kBuf));
+      ssize_t r = ::pread(fd, buf.get(), want, pos);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return sys_error("read");
+      }
+      if (r == 0) break;
+      h.update({buf.get(), static_cast<size_t>(r)});
+      pos += r;
+    }
+    return pos;
+  };
   off_t pos = ::lseek(fd, 0, SEEK_CUR);
-  bool seekable = pos >= 0;
-  for (;;) {
-    if (seekable) {
-      // Skip holes: their blocks hash to a constant.
-      off_t data = ::lseek(fd, pos, SEEK_DATA);
-      if (data < 0 && errno == ENXIO) {  // only a hole (or nothing) remains
-        off_t end = ::lseek(fd, 0, SEEK_END);
-        if (end > pos) h.update_zeros(static_cast<uint64_t>(end - pos));
-        break;
-      }
-      if (data < 0) {
-        seekable = false;  // SEEK_DATA unsupported: plain reads from here
-        ::lseek(fd, pos, SEEK_SET);
-      } else if (data > pos) {
-        h.update_zeros(static_cast<uint64_t>(data - pos));
-        pos = data;
-      }
-    }
-    ssize_t r = seekable ? ::pread(fd, buf.get(), kBuf, pos) : ::read(fd, buf.get(), kBuf);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return sys_error("read");
-    }
-    if (r == 0) break;
-    h.update({buf.get(), static_cast<size_t>(r)});
-    pos += r;
+  if (pos >= 0 && !probe_holes) {
+    CFS_TRY_ASSIGN(pos, read_range(pos, 0, true));
+    ::lseek(fd, pos, SEEK_SET);
+    return h.finish();
   }
-  if (seekable) ::lseek(fd, pos, SEEK_SET);
+  if (pos < 0) {  // a pipe: plain reads
+    for (;;) {
+      ssize_t r = ::read(fd, buf.get(), kBuf);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return sys_error("read");
+      if (r == 0) break;
+      h.update({buf.get(), static_cast<size_t>(r)});
+    }
+    return h.finish();
+  }
+  // Data extents are read; holes between them hash to a known constant.
+  for (;;) {
+    off_t data = ::lseek(fd, pos, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) {  // only a hole (or nothing) remains
+      off_t end = ::lseek(fd, 0, SEEK_END);
+      if (end > pos) h.update_zeros(static_cast<uint64_t>(end - pos));
+      pos = std::max(pos, end);
+      break;
+    }
+    if (data < 0) {  // SEEK_DATA unsupported: read to the end
+      CFS_TRY_ASSIGN(pos, read_range(pos, 0, true));
+      break;
+    }
+    if (data > pos) h.update_zeros(static_cast<uint64_t>(data - pos));
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return sys_error("lseek");
+    CFS_TRY_ASSIGN(off_t end, read_range(data, hole, false));
+    pos = end;
+    if (end < hole) break;  // the file shrank under us
+  }
+  ::lseek(fd, pos, SEEK_SET);
   return h.finish();
 }
 

@@ -82,8 +82,10 @@ Digest digest_of(std::span<const uint8_t> data, const Params& p = {});
 inline Digest digest_of(std::string_view s, const Params& p = {}) {
   return digest_of({reinterpret_cast<const uint8_t*>(s.data()), s.size()}, p);
 }
-// Reads the file from its current offset to EOF; holes are not read.
-Result<Digest> digest_of_fd(int fd, const Params& p = {});
+// Reads the file from its current offset to EOF (leaving the offset there).
+// With `probe_holes`, holes (SEEK_DATA/SEEK_HOLE) are hashed without being
+// read; callers that know a file is dense skip the extra syscalls.
+Result<Digest> digest_of_fd(int fd, const Params& p = {}, bool probe_holes = true);
 
 // ---- kernel --------------------------------------------------------------
 

@@ -101,8 +101,10 @@ __attribute__((target("sha,sse4.1,ssse3"), always_inline)) inline void ni_compre
       w[n][i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[n] + 16 * i)),
                                  bswap);
   }
+#pragma GCC unroll 16
   for (int g = 0; g < 16; g++) {
     const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kSha256K + 4 * g));
+#pragma GCC unroll 4
     for (int n = 0; n < N; n++) {
       __m128i cur;
       if (g < 4) {
@@ -168,6 +170,7 @@ class ShaNiHasher final : public FixedHasher {
 
   void hash_many(const uint8_t* data, size_t count, uint8_t* out) override {
     size_t i = 0;
+    for (; i + 4 <= count; i += 4) hash_n<4>(data + i * message_size_, out + i * 32);
     for (; i + 2 <= count; i += 2) hash_n<2>(data + i * message_size_, out + i * 32);
     if (i < count) hash_n<1>(data + i * message_size_, out + i * 32);
   }

@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -46,14 +48,44 @@ Result<UniqueFd> open_beneath(int rootfd, const std::string& rel, int flags) {
 
 // Where to read xattrs from: an open fd, or a path whose final component is
 // not followed (so a symlink's own xattrs are read).
+// Linux 6.13 has *xattrat(): no /proc path walk per file.
+#ifndef SYS_listxattrat
+#define SYS_getxattrat 464
+#define SYS_listxattrat 465
+#endif
+struct XattrArgs {  // struct xattr_args
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+
+// Where to read xattrs from: an open fd, or a name in a directory (whose
+// final component is not followed, so a symlink's own xattrs are read).
 struct XattrSource {
   int fd = -1;
-  std::string path;
+  int dirfd = -1;
+  const char* name = nullptr;
+  bool* have_at = nullptr;  // whether the *xattrat() calls exist
+
+  std::string proc_path() const { return fmt::format("/proc/self/fd/{}/{}", dirfd, name); }
   ssize_t list(char* buf, size_t size) const {
-    return fd >= 0 ? ::flistxattr(fd, buf, size) : ::llistxattr(path.c_str(), buf, size);
+    if (fd >= 0) return ::flistxattr(fd, buf, size);
+    if (*have_at) {
+      long r = ::syscall(SYS_listxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, buf, size);
+      if (r >= 0 || errno != ENOSYS) return r;
+      *have_at = false;
+    }
+    return ::llistxattr(proc_path().c_str(), buf, size);
   }
   ssize_t get(const char* key, void* buf, size_t size) const {
-    return fd >= 0 ? ::fgetxattr(fd, key, buf, size) : ::lgetxattr(path.c_str(), key, buf, size);
+    if (fd >= 0) return ::fgetxattr(fd, key, buf, size);
+    if (*have_at) {
+      XattrArgs args{reinterpret_cast<uintptr_t>(buf), static_cast<uint32_t>(size), 0};
+      long r = ::syscall(SYS_getxattrat, dirfd, name, AT_SYMLINK_NOFOLLOW, key, &args, sizeof args);
+      if (r >= 0 || errno != ENOSYS) return r;
+      *have_at = false;
+    }
+    return ::lgetxattr(proc_path().c_str(), key, buf, size);
   }
 };
 
@@ -116,15 +148,45 @@ void fill_stat(Node* n, const struct stat& st, const Options& opts) {
 struct FileItem {
   Node* node;
   std::string rel;
+  bool sparse;  // fewer blocks allocated than the size needs: probe holes
 };
 
+// Walks the tree on one thread while a pool hashes (and stores) the regular
+// files found so far: the walk is mostly syscalls, the hashing CPU.
 struct Scanner {
+  Scanner(const Options& o, std::string root) : opts(o), root_path(std::move(root)) {}
   const Options& opts;
   UniqueFd rootfd;
   std::string root_path;
   Tree tree;
-  std::vector<FileItem> files;
   std::map<std::pair<dev_t, ino_t>, std::vector<Node*>> inodes;  // --hardlinks
+  std::vector<FileItem> deferred;  // --hardlinks: files with several links
+  bool have_xattrat = true;         // used by the walking thread only
+
+  // Work queue: files in discovery order, consumed by index.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<FileItem> files;
+  size_t next_file = 0;
+  bool walk_done = false;
+  std::atomic<bool> failed{false};
+  std::optional<Error> first_error;
+  size_t first_error_index = SIZE_MAX;
+
+  void enqueue(FileItem item) {
+    {
+      std::lock_guard lock(mu);
+      files.push_back(std::move(item));
+    }
+    cv.notify_one();
+  }
+  void finish_walk() {
+    {
+      std::lock_guard lock(mu);
+      walk_done = true;
+    }
+    cv.notify_all();
+  }
 
   std::string display(const std::string& rel) const {
     return rel.empty() ? root_path : root_path + "/" + rel;
@@ -158,7 +220,6 @@ struct Scanner {
     }
     ::closedir(d);
 
-    std::string proc_dir = fmt::format("/proc/self/fd/{}/", fd.get());
     std::vector<std::pair<std::string, Node*>> children;
     children.reserve(names.size());
     for (auto& name : names) {
@@ -186,14 +247,19 @@ struct Scanner {
         n->payload = std::move(target);
       }
       if (!opts.skip_xattrs) {
-        auto st2 = read_xattrs({-1, proc_dir + name}, n, opts);
+        auto st2 = read_xattrs({-1, fd.get(), name.c_str(), &have_xattrat}, n, opts);
         if (!st2) return tl::unexpected(std::move(st2.error()).context(display(child_rel)));
       }
       if (opts.hardlinks && type != S_IFDIR) inodes[{st.st_dev, st.st_ino}].push_back(n);
       if (type == S_IFDIR)
         queue.emplace_back(n, child_rel);
-      else if (type == S_IFREG && st.st_size > 0)
-        files.push_back({n, child_rel});
+      else if (type == S_IFREG && st.st_size > 0) {
+        FileItem item{n, child_rel, st.st_blocks * 512 < st.st_size};
+        if (opts.hardlinks && st.st_nlink > 1)
+          deferred.push_back(std::move(item));  // hashed once the primary is known
+        else
+          enqueue(std::move(item));
+      }
       children.emplace_back(name, n);
     }
     auto st = tree.set_children(dir, std::move(children));
@@ -224,7 +290,9 @@ struct Scanner {
         nodes[i]->payload.reset();
       }
     }
-    std::erase_if(files, [](const FileItem& f) { return f.node->link_to != nullptr; });
+    for (auto& f : deferred)
+      if (!f.node->link_to) enqueue(std::move(f));
+    deferred.clear();
   }
 
   Status hash_one(const FileItem& item) {
@@ -241,7 +309,7 @@ struct Scanner {
         return errorf(Errc::Io, "file shrank while reading ({} of {} bytes)", got, content.size());
       n->content = std::move(content);
     }
-    CFS_TRY_ASSIGN(fsverity::Digest digest, fsverity::digest_of_fd(fd.get(), params));
+    CFS_TRY_ASSIGN(fsverity::Digest digest, fsverity::digest_of_fd(fd.get(), params, item.sparse));
     n->digest = digest;
     n->payload = digest.object_path();
     if (!do_inline && opts.store) {
@@ -251,37 +319,30 @@ struct Scanner {
     return {};
   }
 
-  Status hash_all() {
-    unsigned nthreads = opts.threads ? opts.threads : default_threads();
-    nthreads = static_cast<unsigned>(std::min<size_t>(nthreads, std::max<size_t>(files.size(), 1)));
-    std::atomic<size_t> next{0};
-    std::atomic<bool> failed{false};
-    std::mutex mu;
-    std::optional<Error> first_error;
-    size_t first_error_index = SIZE_MAX;
-    auto work = [&] {
-      for (;;) {
-        if (failed.load(std::memory_order_relaxed)) return;
-        size_t i = next.fetch_add(1);
-        if (i >= files.size()) return;
-        auto st = hash_one(files[i]);
-        if (!st) {
-          std::lock_guard lock(mu);
-          // Report the error of the earliest file, whatever the thread timing.
-          if (i < first_error_index) {
-            first_error_index = i;
-            first_error = std::move(st.error()).context(display(files[i].rel));
-          }
-          failed = true;
-        }
+  // A worker: hashes queued files until the walk is over and the queue empty.
+  void work() {
+    for (;;) {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return next_file < files.size() || walk_done || failed; });
+      if (failed || next_file >= files.size()) {
+        if (walk_done || failed) return;
+        continue;
       }
-    };
-    std::vector<std::thread> threads;
-    for (unsigned t = 1; t < nthreads; t++) threads.emplace_back(work);
-    work();
-    for (auto& t : threads) t.join();
-    if (first_error) return tl::unexpected(std::move(*first_error));
-    return {};
+      size_t i = next_file++;
+      const FileItem& item = files[i];  // deque: stable while others append
+      lock.unlock();
+      auto st = hash_one(item);
+      if (!st) {
+        std::lock_guard g(mu);
+        // Report the earliest file's error, whatever the thread timing.
+        if (i < first_error_index) {
+          first_error_index = i;
+          first_error = std::move(st.error()).context(display(item.rel));
+        }
+        failed = true;
+        cv.notify_all();
+      }
+    }
   }
 };
 
@@ -290,7 +351,7 @@ struct Scanner {
 Result<Tree> scan_directory(const std::string& path, const Options& opts) {
   if (opts.skip_xattrs && opts.user_xattrs)
     return make_error(Errc::InvalidArgument, "--skip-xattrs and --user-xattrs conflict");
-  Scanner s{opts, {}, path, {}, {}, {}};
+  Scanner s(opts, path);
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOTDIR) return errorf(Errc::InvalidArgument, "'{}' is not a directory", path);
@@ -303,16 +364,26 @@ Result<Tree> scan_directory(const std::string& path, const Options& opts) {
   fill_stat(root, st, opts);
   s.tree.set_root(root);
   if (!opts.skip_xattrs) {
-    auto r = read_xattrs({fd, {}}, root, opts);
+    auto r = read_xattrs({fd, -1, nullptr, &s.have_xattrat}, root, opts);
     if (!r) return tl::unexpected(std::move(r.error()).context(path));
   }
+  unsigned nthreads = opts.threads ? opts.threads : default_threads();
+  std::vector<std::thread> workers;
+  // With one thread the walk and the hashing take turns.
+  for (unsigned t = 1; t < nthreads; t++) workers.emplace_back([&s] { s.work(); });
   std::vector<std::pair<Node*, std::string>> queue{{root, ""}};
-  for (size_t i = 0; i < queue.size(); i++) {
+  Status walked;
+  for (size_t i = 0; i < queue.size() && walked && !s.failed; i++) {
     auto [dir, rel] = queue[i];
-    CFS_TRY(s.scan_dir(dir, rel, queue));
+    walked = s.scan_dir(dir, rel, queue);
   }
-  if (opts.hardlinks) s.link_hardlinks();
-  CFS_TRY(s.hash_all());
+  if (walked && opts.hardlinks) s.link_hardlinks();
+  if (!walked) s.failed = true;
+  s.finish_walk();
+  s.work();
+  for (auto& t : workers) t.join();
+  if (!walked) return tl::unexpected(std::move(walked.error()));
+  if (s.first_error) return tl::unexpected(std::move(*s.first_error));
   return std::move(s.tree);
 }
 
