@@ -94,6 +94,8 @@ tl::unexpected<Error> FsContext::fail(int e, std::string_view what) {
   for (size_t i = 0; i < log.size(); i++)
     msg += fmt::format("{}{}", i == 0 ? " (kernel: " : "; ", log[i]);
   if (!log.empty()) msg += ")";
+  // Some checks (overlayfs's layer checks among them) only reach dmesg.
+  if (log.empty() && what.starts_with("creating")) msg += " (the kernel log, dmesg, may say why)";
   return tl::unexpected(Error(errc_from_errno(e), std::move(msg), e));
 }
 
