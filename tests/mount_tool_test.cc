@@ -149,7 +149,7 @@ TEST_F(MountToolTest, UpperdirWithCommaAndIdmap) {
   EXPECT_EQ(read_file(p("up,per") + "/new"), "n");
 }
 
-TEST_F(MountToolTest, FakeMountChecksButDoesNotMount) {
+TEST_F(MountToolTest, FakeMountDoesNotMount) {
   auto r = tool_run("-f -o " + basedir() + " " + img() + " " + shell_quote(mnt()));
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_FALSE(mounted());

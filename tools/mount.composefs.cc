@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   app.add_option("-o", option_strings, "Mount options (see below)")->allow_extra_args(false);
   app.add_option("-t", fstype, "Filesystem type: composefs");
   app.add_flag("-s", sloppy, "Ignore unknown options (mount -s)");
-  app.add_flag("-f", fake, "Check everything but do not mount (mount -f)");
+  app.add_flag("-f", fake, "Check the options and open the image, but do not mount (mount -f)");
   app.add_flag("-n", nomtab, "Accepted for mount(8); there is no mtab to write");
   app.add_flag("-v", verbose, "Say how the image was mounted");
   app.add_option("-N", ns, "Mount in this mount namespace (a path or a PID)");
