@@ -513,7 +513,7 @@ TEST_F(MountTest, IdmappedMountShowsMappedOwners) {
   t.stamp_mtimes();
   mkcomposefs(p("src"), p("img.cfs"), p("objects"));
   UserNamespace ns;
-  ASSERT_GE(ns.fd(), 0) << "cannot create a user namespace";
+  if (ns.fd() < 0) GTEST_SKIP() << "cannot create a user namespace here";
   Options o = options({p("objects")});
   o.idmap_userns_fd = ns.fd();
   auto m = mount_image(p("img.cfs"), mnt(), o);

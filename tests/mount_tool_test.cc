@@ -136,7 +136,7 @@ TEST_F(MountToolTest, UpperdirWithCommaAndIdmap) {
   fs::create_directories(p("up,per"));
   fs::create_directories(p("work"));
   UserNamespace ns;
-  ASSERT_GE(ns.fd(), 0);
+  if (ns.fd() < 0) GTEST_SKIP() << "cannot create a user namespace here";
   auto r = tool_run("-o " + basedir() + ",upperdir=" + shell_quote(p("up\\,per")) +
                     ",workdir=" + shell_quote(p("work")) + ",idmap=" + ns.path() + " " + img() +
                     " " + shell_quote(mnt()));
