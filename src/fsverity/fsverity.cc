@@ -230,21 +230,26 @@ Digest digest_of(std::span<const uint8_t> data, const Params& p) {
 }
 
 Result<Digest> digest_of_fd(int fd, const Params& p, bool probe_holes) {
+  std::vector<uint8_t> buf(kReadChunk);
+  return digest_of_fd(fd, p, probe_holes, buf);
+}
+
+Result<Digest> digest_of_fd(int fd, const Params& p, bool probe_holes, std::span<uint8_t> buffer) {
   CFS_TRY(validate(p));
+  if (buffer.empty()) return make_error(Errc::InvalidArgument, "empty read buffer");
   Hasher h(p);
-  // Chunks small enough to still be in L2 when hashed right after the copy.
-  constexpr size_t kBuf = 256 << 10;
-  std::unique_ptr<uint8_t[]> buf(new uint8_t[kBuf]);
+  const size_t kBuf = buffer.size();
+  uint8_t* const buf = buffer.data();
   auto read_range = [&](off_t pos, off_t end, bool until_eof) -> Result<off_t> {
     while (until_eof || pos < end) {
       size_t want = until_eof ? kBuf : static_cast<size_t>(std::min<off_t>(end - pos, kBuf));
-      ssize_t r = ::pread(fd, buf.get(), want, pos);
+      ssize_t r = ::pread(fd, buf, want, pos);
       if (r < 0) {
         if (errno == EINTR) continue;
         return sys_error("read");
       }
       if (r == 0) break;
-      h.update({buf.get(), static_cast<size_t>(r)});
+      h.update({buf, static_cast<size_t>(r)});
       pos += r;
     }
     return pos;
@@ -257,11 +262,11 @@ Result<Digest> digest_of_fd(int fd, const Params& p, bool probe_holes) {
   }
   if (pos < 0) {  // a pipe: plain reads
     for (;;) {
-      ssize_t r = ::read(fd, buf.get(), kBuf);
+      ssize_t r = ::read(fd, buf, kBuf);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return sys_error("read");
       if (r == 0) break;
-      h.update({buf.get(), static_cast<size_t>(r)});
+      h.update({buf, static_cast<size_t>(r)});
     }
     return h.finish();
   }

@@ -86,6 +86,10 @@ inline Digest digest_of(std::string_view s, const Params& p = {}) {
 // With `probe_holes`, holes (SEEK_DATA/SEEK_HOLE) are hashed without being
 // read; callers that know a file is dense skip the extra syscalls.
 Result<Digest> digest_of_fd(int fd, const Params& p = {}, bool probe_holes = true);
+// The same, reading through the caller's buffer (hot loops reuse one).
+Result<Digest> digest_of_fd(int fd, const Params& p, bool probe_holes, std::span<uint8_t> buf);
+// A good buffer size for it: small enough to stay in L2 between read and hash.
+inline constexpr size_t kReadChunk = 256 << 10;
 
 // ---- kernel --------------------------------------------------------------
 

@@ -161,7 +161,7 @@ struct Scanner {
   Tree tree;
   std::map<std::pair<dev_t, ino_t>, std::vector<Node*>> inodes;  // --hardlinks
   std::vector<FileItem> deferred;  // --hardlinks: files with several links
-  bool have_xattrat = true;         // used by the walking thread only
+  bool have_xattrat = true;        // used by the walking thread only
 
   // Work queue: files in discovery order, consumed by index.
   std::mutex mu;
@@ -295,7 +295,7 @@ struct Scanner {
     deferred.clear();
   }
 
-  Status hash_one(const FileItem& item) {
+  Status hash_one(const FileItem& item, std::vector<uint8_t>& buf) {
     Node* n = item.node;
     CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), item.rel, O_RDONLY));
     fsverity::Params params;
@@ -309,7 +309,8 @@ struct Scanner {
         return errorf(Errc::Io, "file shrank while reading ({} of {} bytes)", got, content.size());
       n->content = std::move(content);
     }
-    CFS_TRY_ASSIGN(fsverity::Digest digest, fsverity::digest_of_fd(fd.get(), params, item.sparse));
+    CFS_TRY_ASSIGN(fsverity::Digest digest,
+                   fsverity::digest_of_fd(fd.get(), params, item.sparse, buf));
     n->digest = digest;
     n->payload = digest.object_path();
     if (!do_inline && opts.store) {
@@ -321,6 +322,7 @@ struct Scanner {
 
   // A worker: hashes queued files until the walk is over and the queue empty.
   void work() {
+    std::vector<uint8_t> buf(fsverity::kReadChunk);  // one read buffer per worker
     for (;;) {
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return next_file < files.size() || walk_done || failed; });
@@ -331,7 +333,7 @@ struct Scanner {
       size_t i = next_file++;
       const FileItem& item = files[i];  // deque: stable while others append
       lock.unlock();
-      auto st = hash_one(item);
+      auto st = hash_one(item, buf);
       if (!st) {
         std::lock_guard g(mu);
         // Report the earliest file's error, whatever the thread timing.
