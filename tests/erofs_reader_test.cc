@@ -546,7 +546,7 @@ TEST(DamagedImage, Inodes) {
     EXPECT_TRUE(has(l.error(), "has an empty target"));
   }
   {
-    // A whiteout with two links: refused, as composefs >= 1.0.9 does.
+    // A whiteout with two links: refused, as the current C reference does.
     Located l(special);
     erofs::InodeInfo in = probe.inode("/00");
     ASSERT_TRUE(in.compact);

@@ -60,6 +60,23 @@ TEST_P(InfoVector, ComposefsDumpReproducesTheImage) {
   EXPECT_TRUE(test::read_file(dir / "out.cfs") == std::string(bytes.begin(), bytes.end()));
 }
 
+// And its other check: composefs-info dump | mkcomposefs --from-file too.
+TEST_P(InfoVector, DumpPipedToMkcomposefsReproducesTheImage) {
+  const std::string name = GetParam();
+  test::TempDir dir;
+  const Bytes& bytes = test::vector_image(name);
+  std::string image = write_image(dir, "image.cfs", bytes);
+  std::string args;
+  if (auto v = test::pinned_version(name))
+    args = fmt::format(" --min-version={} --max-version={}", *v, *v);
+  std::string env = test::non_strict(name) ? "env -u CFS_PARSE_STRICT " : "CFS_PARSE_STRICT=1 ";
+  auto r =
+      test::run(info() + " dump " + shell_quote(image) + " | " + env + test::tool("mkcomposefs") +
+                args + " --from-file - " + shell_quote(dir / "out.cfs"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(test::read_file(dir / "out.cfs") == std::string(bytes.begin(), bytes.end()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Reference, InfoVector, ::testing::ValuesIn(test::vector_names()),
                          test::param_name);
 

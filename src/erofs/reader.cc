@@ -822,7 +822,8 @@ Result<Tree> Image::to_tree(const ReadOptions& opts) const {
                                    e.offset)));
     if (is_whiteout(*in)) {
       // Whiteouts and the writer's 00..ff stubs are not part of the tree.
-      // A hardlinked one is refused, as composefs >= 1.0.9 does.
+      // A hardlinked one is refused, as the current C reference does
+      // (composefs commit 19cd25b).
       if (in->nlink > 1)
         return corrupt(in->offset, "'{}': whiteout inode {} has {} links",
                        printable(child_path(path, e.name)), e.nid, in->nlink);

@@ -5,7 +5,8 @@
 // the C reference's reader (lcfs_load_node_from_image) does.
 //
 // The image is used in place (mmap for files); nothing is decoded until asked
-// for, so a path lookup or an object listing reads only what it needs.
+// for, so a path lookup or an object listing reads only what it needs.  An
+// Image holds no mutable state: its const methods may run on several threads.
 // A malformed image gives an Errc::Corrupt (or Unsupported / TooBig) error
 // saying what is wrong and at which byte offset.
 #pragma once
@@ -100,7 +101,9 @@ class Image {
  public:
   // The bytes must outlive the Image.
   static Result<Image> open(std::span<const uint8_t> bytes);
-  // Maps the file (or reads it, for pipes) and keeps the mapping.
+  // Maps the file (or reads it, for pipes) and keeps the mapping.  As with
+  // any mapping, the file must not shrink while the Image lives (reads past
+  // its new end fault); repository images are immutable.
   static Result<Image> open(int fd);
   static Result<Image> open(const std::string& path);
 
