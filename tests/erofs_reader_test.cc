@@ -664,6 +664,49 @@ TEST(DamagedImage, Directories) {
   }
 }
 
+// An inode with thousands of xattrs, some names repeated (which no writer
+// makes): later entries replace earlier ones the way the C library does (the
+// last entry moves into the hole), in linear time.
+TEST(DamagedImage, ManyXattrsWithRepeatedNames) {
+  Tree t;
+  Node* root = t.new_node();
+  root->mode = S_IFDIR | 0755;
+  t.set_root(root);
+  Node* f = t.new_node();
+  f->mode = S_IFREG | 0644;
+  for (int i = 0; i < 2000; i++) f->set_xattr(fmt::format("user.k{:04}", i), fmt::format("v{}", i));
+  ASSERT_TRUE(t.add_child(root, "f", f));
+  auto image = erofs::build_image(t);
+  ASSERT_TRUE(image) << image.error().message();
+  Located l(*image);
+  auto entries = l.xattrs("/f");
+  ASSERT_EQ(entries.size(), 2000u);
+  // Every third entry takes the name of the one before it.
+  for (size_t i = 3; i < entries.size(); i += 3)
+    std::memcpy(&l.image[entries[i].offset + 4], entries[i - 1].suffix.data(), 5);
+  std::vector<Xattr> want;
+  for (size_t i = 0; i < entries.size(); i++) {
+    std::string key = "user." + std::string(entries[i % 3 == 0 && i ? i - 1 : i].suffix);
+    std::string value(entries[i].value);
+    for (size_t j = 0; j < want.size(); j++) {
+      if (want[j].key == key) {
+        want[j] = want.back();
+        want.pop_back();
+        break;
+      }
+    }
+    want.push_back({key, value});
+  }
+  auto img = Image::open(l.image);
+  ASSERT_TRUE(img);
+  auto nid = img->lookup("/f");
+  ASSERT_TRUE(nid && *nid);
+  Node n;
+  auto ok = img->load_node(**nid, n);
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(n.xattrs, want);
+}
+
 // A directory that contains itself, or two entries for one directory: the
 // C reader would make a hardlink to a directory; a naive walk would loop.
 TEST(DamagedImage, CyclesAndDirectoryHardlinks) {

@@ -532,27 +532,42 @@ Status ImageReader::fill_node(const InodeInfo& in, Node& node, uint64_t* bytes) 
   }
   Overlay ov;
   ov.mode = in.mode;
+  constexpr size_t kIndexFrom = 16;
+  std::unordered_map<std::string, size_t> index;  // key -> position, for many xattrs
   CFS_TRY(translate_xattrs(
       in, ov, [&](std::string_view key, std::string_view value, uint64_t offset) -> Status {
         if (key.empty() || key.size() > kMaxXattrName)
           return corrupt(offset, "xattr name of {} bytes (must be 1..{})", key.size(),
                          kMaxXattrName);
         // As the C library's internal set_xattr: replacing refunds the old entry,
-        // whose place the last entry takes.
-        for (size_t i = 0; i < node.xattrs.size(); i++) {
-          if (node.xattrs[i].key == key) {
-            size_t old = 7 + key.size() + node.xattrs[i].value.size();
-            if (i != node.xattrs.size() - 1) node.xattrs[i] = std::move(node.xattrs.back());
-            node.xattrs.pop_back();
-            node.xattr_cost = node.xattrs.empty() ? 0 : node.xattr_cost - old;
-            break;
+        // whose place the last entry takes.  Past a few entries, an index
+        // keeps hostile inodes with thousands of xattrs from quadratic time.
+        if (index.empty() && node.xattrs.size() >= kIndexFrom)
+          for (size_t i = 0; i < node.xattrs.size(); i++) index.emplace(node.xattrs[i].key, i);
+        size_t found = node.xattrs.size();
+        if (!index.empty()) {
+          auto it = index.find(std::string(key));
+          if (it != index.end()) found = it->second;
+        } else {
+          for (size_t i = 0; i < node.xattrs.size(); i++)
+            if (node.xattrs[i].key == key) found = i;
+        }
+        if (found < node.xattrs.size()) {
+          size_t old = 7 + key.size() + node.xattrs[found].value.size();
+          if (!index.empty()) index.erase(node.xattrs[found].key);
+          if (found != node.xattrs.size() - 1) {
+            node.xattrs[found] = std::move(node.xattrs.back());
+            if (!index.empty()) index[node.xattrs[found].key] = found;
           }
+          node.xattrs.pop_back();
+          node.xattr_cost = node.xattrs.empty() ? 0 : node.xattr_cost - old;
         }
         size_t cost = 7 + key.size() + value.size() + (node.xattrs.empty() ? 12 : 0);
         if (node.xattr_cost + cost > kInternalXattrBudget)
           return errorf(Errc::TooBig, "inode {}: xattrs exceed {} bytes (at offset {})", in.nid,
                         kInternalXattrBudget, offset);
         node.xattrs.push_back({std::string(key), std::string(value)});
+        if (!index.empty()) index.emplace(node.xattrs.back().key, node.xattrs.size() - 1);
         node.xattr_cost += cost;
         *bytes += sizeof(Xattr) + key.size() + value.size();
         return {};
