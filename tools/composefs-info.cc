@@ -9,7 +9,6 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -143,7 +142,7 @@ int run(const Args& a) {
   erofs::ReadOptions ro;
   ro.toplevel_filter = a.filter;
   Output out;
-  std::set<std::string> objects;  // sorted by bytes, as strcmp
+  std::vector<std::string> objects;  // sorted by bytes (as strcmp) and deduplicated at the end
   std::string path, line;
   for (const auto& image_path : a.images) {
     auto img = open_image(image_path);
@@ -154,17 +153,7 @@ int run(const Args& a) {
     if (cmd == kObjects || cmd == kMissing) {
       auto st = img->for_each_object(
           [&](const erofs::ObjectRef& o) -> Status {
-            if (!o.payload) return {};
-            std::string p(*o.payload);
-            if (objects.count(p)) return {};
-            if (cmd == kMissing && basedir) {
-              std::string_view rel = p;
-              while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
-              struct stat sb;
-              if (::fstatat(basedir.get(), std::string(rel).c_str(), &sb, AT_EMPTY_PATH) == 0)
-                return {};
-            }
-            objects.insert(std::move(p));
+            if (o.payload) objects.emplace_back(*o.payload);
             return {};
           },
           ro);
@@ -186,7 +175,15 @@ int run(const Args& a) {
       list_node(tree->root(), path, line, out);
     }
   }
+  std::sort(objects.begin(), objects.end());
+  objects.erase(std::unique(objects.begin(), objects.end()), objects.end());
   for (const auto& o : objects) {
+    if (cmd == kMissing && basedir) {
+      std::string_view rel = o;
+      while (!rel.empty() && rel.front() == '/') rel.remove_prefix(1);
+      struct stat sb;
+      if (::fstatat(basedir.get(), std::string(rel).c_str(), &sb, AT_EMPTY_PATH) == 0) continue;
+    }
     out.put(o);
     out.put("\n");
   }
