@@ -178,6 +178,8 @@ int cmd_create_image(const Global& g, const FsOpts& f, const std::optional<std::
                        Error(Errc::InvalidArgument,
                              "--no-repo is only supported for compute-id and create-dumpfile"));
   if (auto st = check_fs_opts(f); !st) return tools::fail(kTool, st.error());
+  if (name)
+    if (auto st = validate_ref_name(*name); !st) return tools::fail(kTool, st.error());
   auto repo = open_repo(g);
   if (!repo) return tools::fail(kTool, repo.error());
   auto format = image_format(g, *repo);
