@@ -515,6 +515,36 @@ TEST(Cfsctl, FullDiskFailsCleanly) {
   EXPECT_EQ(cfs(repo, "fsck").status, 0);
 }
 
+TEST(Cfsctl, MountsByDigestAndRef) {
+  if (!is_root()) GTEST_SKIP() << "needs root to mount";
+  TempDir tmp;
+  std::string root = tmp / "tree";
+  make_bulk_tree(root, 10, 8);
+  std::string repo = init_repo(tmp);
+  auto c = cfs(repo, "create-image " + shell_quote(root) + " app");
+  ASSERT_EQ(c.status, 0) << c.err;
+  std::string hex = trim(c.out).substr(7);
+  std::string mnt = tmp / "mnt";
+  fs::create_directories(mnt);
+  for (std::string name : {hex, std::string("refs/app")}) {
+    auto m = cfs(repo, "mount " + name + " " + shell_quote(mnt));
+    if (m.status != 0 && m.err.find("not supported") != std::string::npos) GTEST_SKIP() << m.err;
+    ASSERT_EQ(m.status, 0) << m.err;
+    std::string f = "/usr/lib/d5/f5";
+    EXPECT_EQ(read_file(mnt + f), read_file(root + f));
+    EXPECT_TRUE(fs::is_empty(mnt + "/run"));
+    EXPECT_NE(read_file("/proc/self/mountinfo").find("composefs:" + name), std::string::npos);
+    ASSERT_EQ(::umount2(mnt.c_str(), 0), 0);
+  }
+  // A digest name must match the image.
+  std::string other(64, '0');
+  fs::create_symlink("../objects/" + hex.substr(0, 2) + "/" + hex.substr(2),
+                     repo + "/images/" + other);
+  auto bad = cfs(repo, "mount " + other + " " + shell_quote(mnt));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_EQ(read_file("/proc/self/mountinfo").find(" " + mnt + " "), std::string::npos);
+}
+
 TEST(Cfsctl, CommandLine) {
   TempDir tmp;
   std::string repo = tmp / "repo";
