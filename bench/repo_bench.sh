@@ -41,7 +41,7 @@ objects=$(find "$repo/objects" -type f | wc -l)
 t_full=$(secs "$cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root "$dir" bench)
 row "cfsctl create-image, empty repository" "$t_empty"
 row "cfsctl create-image, filled repository" "$t_full" \
-  "$(awk -v a="$t_empty" -v b="$t_full" 'BEGIN{printf "  (%.1fx cheaper)", b > 0 ? a/b : 0}')"
+  "$(awk -v a="$t_empty" -v b="$t_full" 'BEGIN{printf "  (%.1fx cheaper)", (b > 0 ? a/b : 0)}')"
 
 if [[ -n $ref ]]; then
   for tool in ref ours; do
