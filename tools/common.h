@@ -2,7 +2,9 @@
 // Shared by the tools: "tool: error: message" diagnostics and exit codes.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "base/error.h"
@@ -18,6 +20,20 @@ inline int fail(const char* tool, const Error& e) {
 inline int usage_error(const char* tool, const std::string& msg) {
   std::fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", tool, msg.c_str(), tool);
   return 2;
+}
+
+// Parses the command line; an exit status when the tool should stop there
+// (help printed: 0; bad usage: 2).
+inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,
+                                             const char* tool) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return usage_error(tool, e.what());
+  }
+  return std::nullopt;
 }
 
 }  // namespace cfs::tools

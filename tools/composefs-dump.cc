@@ -53,13 +53,7 @@ int main(int argc, char** argv) {
   app.set_help_flag("-h,--help", "Show this help");
   app.add_option("SRC", src, "Image to read");
   app.add_option("DEST", dst, "Image to write");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return tools::usage_error(kTool, e.what());
-  }
+  if (auto code = tools::parse_command_line(app, argc, argv, kTool)) return *code;
   if (src.empty()) return tools::usage_error(kTool, "no source path specified");
   if (dst.empty()) return tools::usage_error(kTool, "no destination path specified");
   return run(src, dst);

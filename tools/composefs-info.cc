@@ -204,13 +204,7 @@ int main(int argc, char** argv) {
   app.add_option("COMMAND", a.command, "ls, objects, missing-objects, dump or measure-file");
   app.add_option("IMAGES", a.images, "Images (or files, for measure-file)");
   app.footer(kUsage);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return tools::usage_error(kTool, e.what());
-  }
+  if (auto code = tools::parse_command_line(app, argc, argv, kTool)) return *code;
   if (a.command.empty()) {
     std::fprintf(stderr, "No command specified\n%s\n", kUsage);
     return 2;

@@ -176,13 +176,7 @@ int main(int argc, char** argv) {
   app.add_option(
       "--threads", a.threads,
       fmt::format("Threads for digests and copies (default {})", scan::default_threads()));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    return tools::usage_error(kTool, e.what());
-  }
+  if (auto code = tools::parse_command_line(app, argc, argv, kTool)) return *code;
   if (a.print_digest_only) {
     a.print_digest = true;
     if (!a.image.empty())

@@ -7,17 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "base/dir.h"
 #include "base/error.h"
 
 namespace cfs::repository {
 
-struct DirEntryInfo {
-  std::string name;
-  unsigned char type = DT_UNKNOWN;  // DT_* (resolved with lstat when readdir lacks it)
-};
-
-// The entries of `rel` below `dirfd` except "." and "..", sorted by name.
-Result<std::vector<DirEntryInfo>> list_dir(int dirfd, const std::string& rel);
+using ::cfs::DirEntryInfo;
+using ::cfs::list_dir;
 // A symlink's target.
 Result<std::string> read_link(int dirfd, const std::string& rel);
 

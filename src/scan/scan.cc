@@ -19,6 +19,8 @@
 #include <mutex>
 #include <thread>
 
+#include "base/dir.h"
+
 namespace cfs::scan {
 
 unsigned default_threads() {
@@ -196,34 +198,12 @@ struct Scanner {
                   std::vector<std::pair<Node*, std::string>>& queue) {
     if (opts.skip_contents && opts.skip_contents(rel)) return {};
     CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), rel, O_RDONLY | O_DIRECTORY));
-    int dup = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) return sys_error("dup");
-    DIR* d = ::fdopendir(dup);
-    if (!d) {
-      ::close(dup);
-      return sys_error("fdopendir");
-    }
-    std::vector<std::string> names;
-    for (;;) {
-      errno = 0;
-      struct dirent* de = ::readdir(d);
-      if (!de) {
-        if (errno) {
-          int e = errno;
-          ::closedir(d);
-          return sys_error(e, "cannot read directory");
-        }
-        break;
-      }
-      std::string_view name = de->d_name;
-      if (name == "." || name == "..") continue;
-      names.emplace_back(name);
-    }
-    ::closedir(d);
-
+    auto listed = list_dir(fd.get(), ".");
+    if (!listed) return tl::unexpected(std::move(listed.error()).context(display(rel)));
     std::vector<std::pair<std::string, Node*>> children;
-    children.reserve(names.size());
-    for (auto& name : names) {
+    children.reserve(listed->size());
+    for (auto& entry : *listed) {
+      const std::string& name = entry.name;
       std::string child_rel = rel.empty() ? name : rel + "/" + name;
       struct stat st;
       if (::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
