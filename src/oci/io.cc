@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "oci/io.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -36,6 +38,17 @@ Result<size_t> FdReader::read(std::span<uint8_t> buf) {
     if (n >= 0) return static_cast<size_t>(n);
     if (errno != EINTR) return sys_error("read");
   }
+}
+
+Result<bool> FdReader::skip(uint64_t n) {
+  struct stat st;
+  if (::fstat(fd_, &st) < 0 || !S_ISREG(st.st_mode)) return false;
+  off_t pos = ::lseek(fd_, 0, SEEK_CUR);
+  if (pos < 0) return false;
+  // Never seek past the end: a truncated archive must read as truncated.
+  if (static_cast<uint64_t>(st.st_size - pos) < n) return false;
+  if (::lseek(fd_, static_cast<off_t>(n), SEEK_CUR) < 0) return sys_error("lseek");
+  return true;
 }
 
 Result<size_t> RangeReader::read(std::span<uint8_t> buf) {

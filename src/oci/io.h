@@ -21,6 +21,9 @@ class Reader {
  public:
   virtual ~Reader() = default;
   virtual Result<size_t> read(std::span<uint8_t> buf) = 0;
+  // Skips n bytes without reading them where the source can (files);
+  // false when it cannot, and the caller reads them instead.
+  virtual Result<bool> skip(uint64_t) { return false; }
 };
 
 // Reads exactly buf.size() bytes unless the stream ends first; returns the
@@ -33,6 +36,7 @@ class FdReader : public Reader {
  public:
   explicit FdReader(int fd) : fd_(fd) {}
   Result<size_t> read(std::span<uint8_t> buf) override;
+  Result<bool> skip(uint64_t n) override;
 
  private:
   int fd_;

@@ -254,6 +254,14 @@ Result<bool> TarReader::read_block(uint8_t* block, bool eof_ok) {
 }
 
 Status TarReader::finish_entry() {
+  if (!raw_ && data_left_ + pad_left_ > 0) {
+    CFS_TRY_ASSIGN(bool skipped, in_.skip(data_left_ + pad_left_));
+    if (skipped) {
+      offset_ += data_left_ + pad_left_;
+      data_left_ = pad_left_ = 0;
+      return {};
+    }
+  }
   uint8_t buf[65536];
   while (data_left_ + pad_left_ > 0) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof buf, data_left_ + pad_left_));
