@@ -63,8 +63,8 @@ Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
     if (!e) break;
     if (e->type != TarType::Regular || e->size == 0) continue;
     auto ctx = [&](Error err) {
-      return tl::unexpected(std::move(err).context(
-          fmt::format("tar entry '{}' at offset {}", e->path, e->offset)));
+      return tl::unexpected(
+          std::move(err).context(fmt::format("tar entry '{}' at offset {}", e->path, e->offset)));
     };
     if (e->size <= kInlineMax) {
       uint8_t small[kInlineMax];
@@ -164,7 +164,8 @@ Status merge_layer_stream(const Store& store, SplitStreamReader& r, LayerMerger&
       size_t got = 0;
       while (got < span.size()) {
         CFS_TRY_ASSIGN(size_t n, tar.read_data(span.subspan(got)));
-        if (n == 0) return errorf(Errc::Corrupt, "layer {}: '{}' truncated", layer_name, (*e)->path);
+        if (n == 0)
+          return errorf(Errc::Corrupt, "layer {}: '{}' truncated", layer_name, (*e)->path);
         got += n;
       }
     }

@@ -63,7 +63,8 @@ Result<Descriptor> parse_descriptor(const json& j, std::string_view what) {
   if (auto a = j.find("annotations"); a != j.end()) {
     if (!a->is_object()) return errorf(Errc::Corrupt, "{}: annotations is not an object", what);
     for (auto& [k, v] : a->items()) {
-      if (!v.is_string()) return errorf(Errc::Corrupt, "{}: annotation '{}' is not a string", what, k);
+      if (!v.is_string())
+        return errorf(Errc::Corrupt, "{}: annotation '{}' is not a string", what, k);
       d.annotations[k] = v.get<std::string>();
     }
   }
@@ -146,7 +147,8 @@ Result<ImageConfig> parse_config(std::string_view text) {
   if (d == r->end() || !d->is_array())
     return make_error(Errc::Corrupt, "image config: rootfs.diff_ids is not an array");
   for (auto& id : *d) {
-    if (!id.is_string()) return make_error(Errc::Corrupt, "image config: a diff_id is not a string");
+    if (!id.is_string())
+      return make_error(Errc::Corrupt, "image config: a diff_id is not a string");
     std::string s = id.get<std::string>();
     auto st = check_digest(s);
     if (!st) return tl::unexpected(std::move(st.error()).context("image config diff_id"));
@@ -160,11 +162,16 @@ Platform host_platform() {
   ::uname(&u);
   std::string_view m = u.machine;
   Platform p{"linux", std::string(m), ""};
-  if (m == "x86_64") p.architecture = "amd64";
-  else if (m == "aarch64") p.architecture = "arm64";
-  else if (m == "i386" || m == "i686") p.architecture = "386";
-  else if (m.starts_with("armv7")) p = {"linux", "arm", "v7"};
-  else if (m.starts_with("armv6")) p = {"linux", "arm", "v6"};
+  if (m == "x86_64")
+    p.architecture = "amd64";
+  else if (m == "aarch64")
+    p.architecture = "arm64";
+  else if (m == "i386" || m == "i686")
+    p.architecture = "386";
+  else if (m.starts_with("armv7"))
+    p = {"linux", "arm", "v7"};
+  else if (m.starts_with("armv6"))
+    p = {"linux", "arm", "v6"};
   return p;
 }
 
@@ -180,8 +187,8 @@ Result<Descriptor> select_platform(const Index& index, const Platform& want) {
       continue;
     }
     auto& p = *d.platform;
-    offered += fmt::format(" {}/{}{}{}", p.os, p.architecture, p.variant.empty() ? "" : "/",
-                           p.variant);
+    offered +=
+        fmt::format(" {}/{}{}{}", p.os, p.architecture, p.variant.empty() ? "" : "/", p.variant);
     if (p.os != want.os || p.architecture != want.architecture) continue;
     if (p.variant == want.variant) return d;
     if (!best) best = &d;

@@ -296,9 +296,8 @@ class Client {
     std::string u = params["realm"];
     u += u.find('?') == std::string::npos ? "?" : "&";
     if (params.count("service")) u += "service=" + url_escape(params["service"]) + "&";
-    u += "scope=" + url_escape(params.count("scope")
-                                   ? params["scope"]
-                                   : "repository:" + ref_.repository + ":pull");
+    u += "scope=" + url_escape(params.count("scope") ? params["scope"]
+                                                     : "repository:" + ref_.repository + ":pull");
     std::vector<std::string> extra;
     if (!creds_.empty()) extra.push_back("Authorization: Basic " + base64(creds_));
     Response r;
@@ -313,7 +312,8 @@ class Client {
     json j = json::parse(r.body, nullptr, false);
     std::string token;
     if (j.is_object()) {
-      if (j.contains("token") && j["token"].is_string()) token = j["token"];
+      if (j.contains("token") && j["token"].is_string())
+        token = j["token"];
       else if (j.contains("access_token") && j["access_token"].is_string())
         token = j["access_token"];
     }
@@ -447,8 +447,7 @@ class BlobReader : public Reader {
       reauthed_ = true;  // token expired during a long pull
       return c_.authenticate(resp_.www_authenticate);
     }
-    if (rc == CURLE_OK)
-      return errorf(Errc::Io, "blob {}: HTTP {}", d_.digest, code);
+    if (rc == CURLE_OK) return errorf(Errc::Io, "blob {}: HTTP {}", d_.digest, code);
     if (resumes_ < kMaxResumes && received_ < d_.size) {
       resumes_++;
       return {};  // start() again with a Range request
@@ -497,7 +496,8 @@ class RegistrySource : public Source {
 
  private:
   Result<std::string> fetch_manifest(const std::string& ref) {
-    CFS_TRY_ASSIGN(Response r, client_.get("manifests/" + ref, manifest_accept(), kMaxManifestSize));
+    CFS_TRY_ASSIGN(Response r,
+                   client_.get("manifests/" + ref, manifest_accept(), kMaxManifestSize));
     if (r.status == 404)
       return errorf(Errc::NotFound, "{}/{}: manifest '{}' not found", client_.ref().host,
                     client_.ref().repository, ref);
@@ -550,8 +550,9 @@ Result<RegistryRef> parse_registry_ref(std::string_view s) {
   r.repository += std::string(name);
   if (r.host == "docker.io") r.host = "registry-1.docker.io";
   for (char c : r.repository)
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '/' || c == '.' || c == '_' || c == '-'))
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '/' || c == '.' || c == '_' ||
+          c == '-'))
       return errorf(Errc::InvalidArgument, "invalid repository name '{}'", r.repository);
   for (char c : r.tag)
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))

@@ -70,7 +70,8 @@ class ArchiveFiles : public Files {
     TarReader tar(in);
     for (;;) {
       auto e = tar.next();
-      if (!e) return tl::unexpected(std::move(e.error()).context(fmt::format("archive '{}'", file)));
+      if (!e)
+        return tl::unexpected(std::move(e.error()).context(fmt::format("archive '{}'", file)));
       if (!*e) break;
       if ((*e)->type == TarType::Regular) a->members_[(*e)->path] = {tar.offset(), (*e)->size};
     }
@@ -283,8 +284,8 @@ Result<ResolvedImage> resolve(Source& src, const Platform& platform) {
     CFS_TRY_ASSIGN(doc, src.manifest(d));
     digest = sha256_digest(doc);
     if (digest != d.digest || doc.size() != d.size)
-      return errorf(Errc::VerityMismatch, "manifest digest mismatch: expected {}, got {}",
-                    d.digest, digest);
+      return errorf(Errc::VerityMismatch, "manifest digest mismatch: expected {}, got {}", d.digest,
+                    digest);
   }
   img.manifest_digest = digest;
   img.manifest_json = doc;

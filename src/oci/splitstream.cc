@@ -5,7 +5,6 @@
 
 #include <cstring>
 
-
 namespace cfs::oci {
 namespace {
 
@@ -119,8 +118,8 @@ Result<std::string> SplitStreamWriter::finish() {
   std::string f;
   f.reserve(st_end);
   f.append(kMagic, 11);
-  f.push_back(0);                      // version
-  f.append(2, '\0');                   // flags
+  f.push_back(0);                        // version
+  f.append(2, '\0');                     // flags
   f.push_back(static_cast<char>(alg_));  // 1 sha256, 2 sha512 (the kernel's ids)
   f.push_back(static_cast<char>(kLgBlockSize));
   put_u64(f, info_start);
@@ -170,8 +169,8 @@ Result<SplitStreamReader> SplitStreamReader::open(std::string file, fsverity::Ha
   auto range = [&](size_t at, const char* what) -> Result<std::pair<uint64_t, uint64_t>> {
     uint64_t s = get_u64(file, at), e = get_u64(file, at + 8);
     if (s > e || e > file.size())
-      return errorf(Errc::Corrupt, "split stream {} range {}..{} outside the {}-byte file", what,
-                    s, e, file.size());
+      return errorf(Errc::Corrupt, "split stream {} range {}..{} outside the {}-byte file", what, s,
+                    e, file.size());
     return std::pair{s, e};
   };
   CFS_TRY_ASSIGN(auto info, range(info_at, "info"));
@@ -233,7 +232,8 @@ Result<SplitStreamReader> SplitStreamReader::open(std::string file, fsverity::Ha
       return make_error(Errc::Corrupt, "named ref without an index");
     uint64_t idx = 0;
     for (char c : rec.substr(0, colon)) {
-      if (c < '0' || c > '9' || idx > (1u << 30)) return make_error(Errc::Corrupt, "named ref index");
+      if (c < '0' || c > '9' || idx > (1u << 30))
+        return make_error(Errc::Corrupt, "named ref index");
       idx = idx * 10 + static_cast<uint64_t>(c - '0');
     }
     if (idx >= r.stream_refs_.size())
@@ -262,8 +262,7 @@ Result<size_t> SplitStreamReader::decompress(std::span<uint8_t> out) {
       return 0;
     }
     size_t rc = ZSTD_decompressStream(d_->ds, &ob, &d_->in);
-    if (ZSTD_isError(rc))
-      return errorf(Errc::Corrupt, "split stream: {}", ZSTD_getErrorName(rc));
+    if (ZSTD_isError(rc)) return errorf(Errc::Corrupt, "split stream: {}", ZSTD_getErrorName(rc));
     d_->frame_open = rc != 0;
   }
   return ob.pos;

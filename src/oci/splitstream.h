@@ -71,8 +71,8 @@ class SplitStreamWriter {
 
 struct SplitStreamChunk {
   bool external = false;
-  std::string data;          // inline bytes
-  fsverity::Digest object;   // external
+  std::string data;         // inline bytes
+  fsverity::Digest object;  // external
 };
 
 class SplitStreamReader {
