@@ -194,6 +194,7 @@ struct Scanner {
 
   Status scan_dir(Node* dir, const std::string& rel,
                   std::vector<std::pair<Node*, std::string>>& queue) {
+    if (opts.skip_contents && opts.skip_contents(rel)) return {};
     CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), rel, O_RDONLY | O_DIRECTORY));
     int dup = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
     if (dup < 0) return sys_error("dup");

@@ -32,6 +32,9 @@ struct Options {
   bool hardlinks = false;
   // Which xattrs to keep (after skip/user filtering); null keeps all.
   std::function<bool(std::string_view key)> xattr_filter;
+  // Directories (by path relative to the source, "" for the root) whose
+  // entries are left out; the directory itself is kept (cfsctl empties /run).
+  std::function<bool(const std::string& rel_dir)> skip_contents;
   unsigned threads = 0;  // 0: the CPUs this process may run on
   fsverity::HashAlg alg = fsverity::HashAlg::Sha256;
   size_t inline_max = kScanInlineMax;

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "repository/container_root.h"
+
+#include <unistd.h>
+
+#include "erofs/writer.h"
+#include "scan/scan.h"
+
+namespace cfs::repository {
+
+Result<Tree> read_container_root(const std::string& path, const RootOptions& opts) {
+  scan::Options so;
+  so.hardlinks = true;
+  so.alg = opts.alg;
+  so.threads = opts.threads;
+  if (opts.transform) {
+    so.xattr_filter = [](std::string_view key) { return key == "security.capability"; };
+    // /run's contents are dropped anyway: not reading them also keeps them
+    // out of the repository and out of the hardlink counts.
+    so.skip_contents = [](const std::string& rel) { return rel == "run"; };
+  }
+  if (opts.repo) {
+    Repository* repo = opts.repo;
+    so.store = [repo](int fd, uint64_t size, const fsverity::Digest& d) -> Status {
+      CFS_TRY(repo->store_object(fd, size, d));
+      return {};
+    };
+  }
+  CFS_TRY_ASSIGN(Tree tree, scan::scan_directory(path, so));
+  if (!opts.transform) return tree;
+
+  Node* root = tree.root();
+  const Node* usr = root->find_child("usr");
+  if (!usr) return errorf(Errc::NotFound, "{}: directory entry \"usr\" does not exist", path);
+  if (!usr->is_dir())
+    return errorf(Errc::InvalidArgument, "{}: directory entry \"usr\" is not a subdirectory", path);
+  root->mode = S_IFDIR | (usr->mode & 07777);
+  root->uid = usr->uid;
+  root->gid = usr->gid;
+  root->mtime_sec = usr->mtime_sec;
+  root->mtime_nsec = usr->mtime_nsec;
+  root->xattrs = usr->xattrs;
+  root->xattr_cost = usr->xattr_cost;
+  if (Node* run = root->find_child("run")) {
+    if (!run->is_dir())
+      return errorf(Errc::InvalidArgument, "{}: directory entry \"run\" is not a subdirectory",
+                    path);
+    run->mtime_sec = usr->mtime_sec;
+    run->mtime_nsec = usr->mtime_nsec;
+  }
+  return tree;
+}
+
+Result<std::vector<uint8_t>> build_image(const Tree& tree, uint32_t format_version) {
+  erofs::WriteOptions wo;
+  switch (format_version) {
+    case 0:
+      wo.min_version = 0;
+      wo.max_version = 1;
+      break;
+    case 1:
+      wo.min_version = 1;
+      wo.max_version = 1;
+      break;
+    default:
+      return errorf(Errc::Unsupported,
+                    "EROFS format {} (composefs-rs's own layout) is not supported yet",
+                    format_version);
+  }
+  return erofs::build_image(tree, wo);
+}
+
+}  // namespace cfs::repository

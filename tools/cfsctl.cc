@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: Apache-2.0
+// cfsctl: manage a composefs repository (composefs-rs's cfsctl: the same
+// commands, arguments, repository layout and output).
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+
+#include "base/fd.h"
+#include "common.h"
+#include "dump/dump.h"
+#include "fsverity/fsverity.h"
+#include "repository/container_root.h"
+#include "repository/metadata.h"
+#include "repository/names.h"
+#include "repository/repository.h"
+#include "scan/scan.h"
+
+using namespace cfs;
+using namespace cfs::repository;
+
+namespace {
+
+constexpr const char* kTool = "cfsctl";
+// Tests only: write objects through named temporaries (the fallback for
+// filesystems without O_TMPFILE) even where O_TMPFILE works.
+constexpr const char* kForceNamedTmpEnv = "CFS_REPO_FORCE_NAMED_TMPFILE";
+
+struct Global {
+  std::string repo;
+  bool user = false;
+  bool system = false;
+  std::string hash;  // "", sha256, sha512
+  std::string erofs_version;
+  bool insecure = false;
+  bool require_verity = false;
+  bool no_upgrade = false;
+  bool no_repo = false;
+};
+
+struct FsOpts {
+  std::string path;
+  bool bootable = false;
+  bool no_propagate_usr_to_root = false;
+  std::string xattrs = "allowlist-only";
+};
+
+Result<std::string> repo_path(const Global& g) {
+  if (!g.repo.empty()) return g.repo;
+  if (g.system || (!g.user && ::geteuid() == 0)) return std::string("/sysroot/composefs");
+  const char* home = std::getenv("HOME");
+  if (!home || !*home)
+    return make_error(Errc::InvalidArgument, "$HOME must be set when in user mode");
+  return std::string(home) + "/.var/lib/composefs";
+}
+
+Result<std::optional<fsverity::HashAlg>> cli_hash(const Global& g) {
+  if (g.hash.empty()) return std::optional<fsverity::HashAlg>{};
+  if (g.hash == "sha256") return std::optional{fsverity::HashAlg::Sha256};
+  if (g.hash == "sha512") return std::optional{fsverity::HashAlg::Sha512};
+  return errorf(Errc::InvalidArgument, "invalid --hash '{}' (sha256 or sha512)", g.hash);
+}
+
+Result<std::optional<uint32_t>> cli_erofs_version(const std::string& s) {
+  if (s.empty()) return std::optional<uint32_t>{};
+  if (s == "0" || s == "1" || s == "2") return std::optional<uint32_t>{uint32_t(s[0] - '0')};
+  return errorf(Errc::InvalidArgument, "invalid EROFS version '{}' (0, 1 or 2)", s);
+}
+
+Result<Repository> open_repo(const Global& g) {
+  CFS_TRY_ASSIGN(std::string path, repo_path(g));
+  OpenOptions o;
+  CFS_TRY_ASSIGN(o.expected_alg, cli_hash(g));
+  o.no_upgrade = g.no_upgrade;
+  o.force_insecure = g.insecure;
+  const char* named = std::getenv(kForceNamedTmpEnv);
+  o.force_named_tmpfile = named && *named;
+  CFS_TRY_ASSIGN(Repository r, Repository::open(path, o));
+  if (g.require_verity) CFS_TRY(r.require_verity());
+  return r;
+}
+
+Status check_fs_opts(const FsOpts& f) {
+  if (f.bootable) return make_error(Errc::Unsupported, "--bootable is not supported yet");
+  if (f.xattrs != "allowlist-only" && f.xattrs != "keep-user-xattrs")
+    return errorf(Errc::InvalidArgument,
+                  "invalid xattr filtering mode \"{}\" (expected \"allowlist-only\" or "
+                  "\"keep-user-xattrs\")",
+                  f.xattrs);
+  if (f.xattrs == "keep-user-xattrs")
+    return make_error(Errc::Unsupported, "--xattrs keep-user-xattrs is not supported yet");
+  return {};
+}
+
+// The hash of commands that need no repository: the repository's when one
+// can be read, else --hash, else sha512 (as composefs-rs).
+fsverity::HashAlg hash_without_repo(const Global& g) {
+  auto explicit_hash = cli_hash(g);
+  fsverity::HashAlg fallback =
+      explicit_hash && *explicit_hash ? **explicit_hash : fsverity::HashAlg::Sha512;
+  if (g.no_repo) return fallback;
+  auto path = repo_path(g);
+  if (!path) return fallback;
+  auto text = read_file(AT_FDCWD, *path + "/meta.json", 1 << 20);
+  if (!text) return fallback;
+  auto meta = Metadata::parse(*text);
+  if (!meta) return fallback;
+  return meta->alg;
+}
+
+void print(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+
+int finish_output() {
+  if (std::fflush(stdout) != 0) return tools::fail(kTool, Error(Errc::Io, "cannot write stdout"));
+  return 0;
+}
+
+// ---------------------------------------------------------------- commands
+
+int cmd_init(const Global& g, const std::string& algorithm, std::string path, bool insecure,
+             bool reset, const std::string& erofs_version) {
+  InitOptions o;
+  auto alg = parse_algorithm(algorithm);
+  if (!alg) return tools::fail(kTool, alg.error());
+  o.alg = *alg;
+  o.insecure = insecure || g.insecure;
+  auto v = cli_erofs_version(erofs_version.empty() ? g.erofs_version : erofs_version);
+  if (!v) return tools::fail(kTool, v.error());
+  if (*v) o.formats = {**v, {}};
+  if (path.empty()) {
+    auto p = repo_path(g);
+    if (!p) return tools::fail(kTool, p.error());
+    path = *p;
+  }
+  if (reset) {
+    auto st = reset_metadata(path);
+    if (!st) return tools::fail(kTool, st.error());
+  }
+  auto created = init(path, o);
+  if (!created) return tools::fail(kTool, created.error());
+  if (*created) {
+    print(fmt::format("Initialized composefs repository at {}\n", path));
+    print(fmt::format("  algorithm: {}\n", algorithm_name(o.alg)));
+    print(o.insecure ? "  verity:    not required (insecure)\n" : "  verity:    required\n");
+  } else {
+    print(fmt::format("Repository already initialized at {}\n", path));
+  }
+  return finish_output();
+}
+
+// The image format create-image writes in this repository.
+Result<uint32_t> image_format(const Global& g, const Repository& repo) {
+  CFS_TRY_ASSIGN(auto v, cli_erofs_version(g.erofs_version));
+  FormatConfig fc = v ? FormatConfig{*v, {}} : repo.metadata().format_config();
+  if (fc.default_version == 2)
+    return make_error(Errc::Unsupported,
+                      "this repository's images are in EROFS format 2 (composefs-rs's own "
+                      "layout), which is not supported yet");
+  if (fc.extra.count(2))
+    return make_error(Errc::Unsupported,
+                      "this repository also wants EROFS format 2 images (composefs-rs's own "
+                      "layout), which is not supported yet");
+  return fc.default_version;
+}
+
+int cmd_create_image(const Global& g, const FsOpts& f, const std::optional<std::string>& name) {
+  if (g.no_repo)
+    return tools::fail(kTool,
+                       Error(Errc::InvalidArgument,
+                             "--no-repo is only supported for compute-id and create-dumpfile"));
+  if (auto st = check_fs_opts(f); !st) return tools::fail(kTool, st.error());
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  auto format = image_format(g, *repo);
+  if (!format) return tools::fail(kTool, format.error());
+  if (auto st = repo->ensure_writable(); !st) return tools::fail(kTool, st.error());
+  RootOptions ro;
+  ro.alg = repo->alg();
+  ro.transform = !f.no_propagate_usr_to_root;
+  ro.repo = &*repo;
+  auto tree = read_container_root(f.path, ro);
+  if (!tree) return tools::fail(kTool, tree.error());
+  auto image = build_image(*tree, *format);
+  if (!image) return tools::fail(kTool, image.error());
+  auto id = repo->write_image(*image, name);
+  if (!id) return tools::fail(kTool, id.error());
+  print(fmt::format("{}:{}\n", hash_name(id->alg()), id->hex()));
+  return finish_output();
+}
+
+int cmd_compute_id(const Global& g, const FsOpts& f, bool dumpfile) {
+  if (auto st = check_fs_opts(f); !st) return tools::fail(kTool, st.error());
+  RootOptions ro;
+  ro.alg = hash_without_repo(g);
+  ro.transform = !f.no_propagate_usr_to_root;
+  auto tree = read_container_root(f.path, ro);
+  if (!tree) return tools::fail(kTool, tree.error());
+  if (dumpfile) {
+    std::string out;
+    dump::write(*tree, [&](std::string_view s) {
+      out += s;
+      if (out.size() > (1 << 16)) {
+        print(out);
+        out.clear();
+      }
+    });
+    print(out);
+    return finish_output();
+  }
+  // As composefs-rs: format 1 unless --erofs-version says otherwise.
+  auto v = cli_erofs_version(g.erofs_version);
+  if (!v) return tools::fail(kTool, v.error());
+  auto image = build_image(*tree, v->value_or(1));
+  if (!image) return tools::fail(kTool, image.error());
+  fsverity::Params p;
+  p.alg = ro.alg;
+  print(fsverity::digest_of(*image, p).hex() + "\n");
+  return finish_output();
+}
+
+int cmd_import_image(const Global& g, const std::string& reference) {
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  auto data = read_fd(STDIN_FILENO, SIZE_MAX);
+  if (!data) return tools::fail(kTool, std::move(data.error()).context("reading stdin"));
+  auto id =
+      repo->write_image({reinterpret_cast<const uint8_t*>(data->data()), data->size()}, reference);
+  if (!id) return tools::fail(kTool, id.error());
+  print(fmt::format("{}:{}\n", hash_name(id->alg()), id->hex()));
+  return finish_output();
+}
+
+int cmd_image_objects(const Global& g, const std::string& name) {
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  auto img = repo->open_image(name);
+  if (!img) return tools::fail(kTool, img.error());
+  auto objs = image_object_digests(img->fd.get());
+  if (!objs) return tools::fail(kTool, objs.error());
+  for (const auto& d : *objs) print(fmt::format("{}:{}\n", hash_name(d.alg()), d.hex()));
+  return finish_output();
+}
+
+int cmd_gc(const Global& g, const std::vector<std::string>& roots, bool dry_run) {
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  auto res = repo->gc(roots, dry_run);
+  if (!res) return tools::fail(kTool, res.error());
+  if (dry_run) print("Dry run (no files deleted):\n");
+  print(fmt::format("Objects: {} removed ({} bytes)\n", res->objects_removed, res->objects_bytes));
+  if (res->images_pruned || res->streams_pruned)
+    print(fmt::format("Pruned symlinks: {} images, {} streams\n", res->images_pruned,
+                      res->streams_pruned));
+  if (res->temporaries_removed)
+    print(fmt::format("Removed {} temporary files left by interrupted writers\n",
+                      res->temporaries_removed));
+  return finish_output();
+}
+
+int cmd_fsck(const Global& g, bool json) {
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  auto res = repo->fsck();
+  if (!res) return tools::fail(kTool, res.error());
+  if (json) {
+    print(res->to_json());
+    return finish_output();
+  }
+  print(res->to_text());
+  int rc = finish_output();
+  if (rc) return rc;
+  if (!res->ok())
+    return tools::fail(kTool, Error(Errc::Corrupt, "repository integrity check failed"));
+  return 0;
+}
+
+int cmd_images(const Global& g, bool json, bool no_trunc) {
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  // name -> digest (the basename of the ref's target), refs in name order.
+  std::vector<std::pair<std::string, std::string>> refs;
+  std::function<void(const std::string&, const std::string&)> walk = [&](const std::string& dir,
+                                                                         const std::string& pre) {
+    int fd = ::openat(repo->dirfd(), dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    DIR* d = ::fdopendir(fd);
+    if (!d) {
+      ::close(fd);
+      return;
+    }
+    std::vector<std::string> names;
+    while (struct dirent* de = ::readdir(d)) {
+      std::string n = de->d_name;
+      if (n != "." && n != "..") names.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+      std::string rel = dir + "/" + n;
+      struct stat st;
+      if (::fstatat(repo->dirfd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+      if (S_ISDIR(st.st_mode)) {
+        walk(rel, pre + n + "/");
+      } else if (S_ISLNK(st.st_mode)) {
+        char buf[4096];
+        ssize_t len = ::readlinkat(repo->dirfd(), rel.c_str(), buf, sizeof buf);
+        if (len < 0) continue;
+        std::string target(buf, static_cast<size_t>(len));
+        auto slash = target.rfind('/');
+        refs.emplace_back(pre + n, slash == std::string::npos ? target : target.substr(slash + 1));
+      }
+    }
+  };
+  walk("images/refs", "");
+  if (json) {
+    std::string s = "{\n  \"images\": [";
+    for (size_t i = 0; i < refs.size(); i++) {
+      s += i ? ",\n" : "\n";
+      s += fmt::format("    {{\n      \"name\": \"{}\",\n      \"digest\": \"{}\"\n    }}",
+                       dump::escape(refs[i].first, dump::kEscapeStandard), refs[i].second);
+    }
+    s += refs.empty() ? "]\n}\n" : "\n  ]\n}\n";
+    print(s);
+  } else if (refs.empty()) {
+    print("No images found\n");
+  } else {
+    size_t w = 4;
+    for (auto& r : refs) w = std::max(w, r.first.size());
+    print(fmt::format("{:<{}}  {}\n", "NAME", w, "DIGEST"));
+    for (auto& r : refs)
+      print(fmt::format("{:<{}}  {}\n", r.first, w,
+                        no_trunc || r.second.size() <= 12 ? r.second : r.second.substr(0, 12)));
+  }
+  return finish_output();
+}
+
+int cmd_transaction(const Global& g) {
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  // Hold the shared lock until killed: garbage collection waits meanwhile.
+  for (;;) ::pause();
+}
+
+int cmd_cat(const Global& g, const std::string& name) {
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  if (auto st = validate_stream_name(name.substr(0, 5) == "refs/" ? "x" : name); !st)
+    return tools::fail(kTool, st.error());
+  std::string rel = "streams/" + name;
+  struct stat st;
+  if (::fstatat(repo->dirfd(), rel.c_str(), &st, 0) < 0)
+    return tools::fail(kTool, Error(Errc::NotFound, fmt::format("no such stream: {}", name)));
+  return tools::fail(
+      kTool,
+      Error(Errc::Unsupported, fmt::format("{}: reading split streams is not supported yet", rel)));
+}
+
+int not_yet(const char* what) {
+  return tools::fail(kTool,
+                     Error(Errc::Unsupported, fmt::format("{} is not implemented yet", what)));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Global g;
+  CLI::App app{"Manage a composefs repository", kTool};
+  app.set_help_flag("-h,--help", "Show this help");
+  app.require_subcommand(1);
+  app.fallthrough();
+  auto* o_repo = app.add_option("--repo", g.repo, "Operate on the repository at this path");
+  auto* o_user =
+      app.add_flag("--user", g.user, "Operate on the repository at $HOME/.var/lib/composefs");
+  auto* o_system =
+      app.add_flag("--system", g.system, "Operate on the system repository /sysroot/composefs");
+  o_repo->excludes(o_user)->excludes(o_system);
+  o_user->excludes(o_system);
+  app.add_option("--hash", g.hash, "Digest type: sha256 or sha512 (default: from meta.json)")
+      ->check(CLI::IsMember({"sha256", "sha512"}));
+  app.add_option("--erofs-version", g.erofs_version, "EROFS format of new images: 0 or 1")
+      ->check(CLI::IsMember({"0", "1", "2"}));
+  app.add_flag("--insecure", g.insecure)->group("");  // deprecated, hidden
+  app.add_flag("--require-verity", g.require_verity,
+               "Error if the repository does not require fs-verity");
+  app.add_flag("--no-upgrade", g.no_upgrade,
+               "Don't write meta.json into an old repository that lacks one");
+  app.add_flag("--no-repo", g.no_repo, "Don't open a repository (compute-id, create-dumpfile)");
+
+  std::string algorithm = "fsverity-sha512-12", init_path, init_erofs;
+  bool init_insecure = false, reset = false;
+  auto* c_init = app.add_subcommand("init", "Initialize a new composefs repository");
+  c_init->add_option("--algorithm", algorithm, "fsverity-sha256-12 or fsverity-sha512-12");
+  c_init->add_option("PATH", init_path, "Repository directory (default: the --repo one)");
+  c_init->add_flag("--insecure", init_insecure, "Don't require fs-verity (e.g. on tmpfs)");
+  c_init->add_flag("--reset-metadata", reset,
+                   "Remove streams/, images/ and meta.json first, keeping objects/");
+  c_init->add_option("--erofs-version", init_erofs, "EROFS format of images: 0 or 1 (default 1)")
+      ->check(CLI::IsMember({"0", "1", "2"}));
+
+  auto* c_tx =
+      app.add_subcommand("transaction", "Hold the repository lock (blocks gc) until killed");
+
+  std::string cat_name;
+  auto* c_cat = app.add_subcommand("cat", "Write a split stream to stdout");
+  c_cat->add_option("NAME", cat_name, "Stream name")->required();
+
+  std::vector<std::string> gc_roots;
+  bool gc_dry = false;
+  auto* c_gc = app.add_subcommand("gc", "Remove what no ref reaches");
+  c_gc->add_option("-r,--root", gc_roots, "Extra roots (image or stream entry names)");
+  c_gc->add_flag("-n,--dry-run", gc_dry, "Only count what would be removed");
+
+  std::string import_ref;
+  auto* c_import = app.add_subcommand("import-image", "Import an EROFS image from stdin (unsafe!)");
+  c_import->add_option("REFERENCE", import_ref, "Ref name")->required();
+
+  bool images_json = false, images_no_trunc = false;
+  auto* c_images = app.add_subcommand("images", "List named image references");
+  c_images->alias("list-images");
+  c_images->add_flag("--json", images_json, "JSON output");
+  c_images->add_flag("--no-trunc", images_no_trunc, "Full digests");
+
+  std::string mount_name, mountpoint;
+  auto* c_mount = app.add_subcommand("mount", "Mount an image");
+  c_mount->add_option("NAME", mount_name, "Image: a digest, or refs/NAME")->required();
+  c_mount->add_option("MOUNTPOINT", mountpoint, "Where to mount it")->required();
+
+  FsOpts fs;
+  auto add_fs = [&](CLI::App* c) {
+    c->add_option("PATH", fs.path, "The root directory")->required();
+    c->add_flag("--bootable", fs.bootable, "Transform for boot (not supported yet)");
+    c->add_flag("--no-propagate-usr-to-root", fs.no_propagate_usr_to_root,
+                "Keep the tree as it is: no /usr metadata on /, no /run emptying, all xattrs");
+    c->add_option("--xattrs", fs.xattrs, "Which xattrs to keep: allowlist-only (default)");
+  };
+  std::string image_name;
+  auto* c_create = app.add_subcommand(
+      "create-image", "Store a directory tree in the repository and write its image");
+  add_fs(c_create);
+  c_create->add_option("IMAGE_NAME", image_name, "Name for the image (images/refs/NAME)");
+  auto* c_compute = app.add_subcommand("compute-id", "Print the image digest of a directory");
+  add_fs(c_compute);
+  auto* c_dumpfile = app.add_subcommand("create-dumpfile", "Print the dump file of a directory");
+  add_fs(c_dumpfile);
+
+  std::string objects_name;
+  auto* c_objects = app.add_subcommand("image-objects", "List the objects an image references");
+  c_objects->add_option("NAME", objects_name, "Image: a digest, or refs/NAME")->required();
+
+  std::string dump_image;
+  std::vector<std::string> dump_paths;
+  bool backing_only = false;
+  auto* c_dump = app.add_subcommand("dump-files", "Print dump lines for files in an image");
+  c_dump->add_option("IMAGE", dump_image, "Image: a digest, or refs/NAME")->required();
+  c_dump->add_option("FILES", dump_paths, "Paths in the image");
+  c_dump->add_flag("--backing-path-only", backing_only, "Print 'inline' or the object path");
+
+  bool fsck_json = false;
+  auto* c_fsck = app.add_subcommand("fsck", "Check the repository's integrity");
+  c_fsck->add_flag("--json", fsck_json, "JSON output (exit status 0 unless the check fails)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return tools::usage_error(kTool, e.what());
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+
+  if (g.no_repo && !c_compute->parsed() && !c_dumpfile->parsed())
+    return tools::fail(kTool,
+                       Error(Errc::InvalidArgument,
+                             "--no-repo is only supported for compute-id and create-dumpfile"));
+  if (c_init->parsed()) return cmd_init(g, algorithm, init_path, init_insecure, reset, init_erofs);
+  if (c_tx->parsed()) return cmd_transaction(g);
+  if (c_cat->parsed()) return cmd_cat(g, cat_name);
+  if (c_gc->parsed()) return cmd_gc(g, gc_roots, gc_dry);
+  if (c_import->parsed()) return cmd_import_image(g, import_ref);
+  if (c_images->parsed()) return cmd_images(g, images_json, images_no_trunc);
+  if (c_mount->parsed()) return not_yet("mount");
+  if (c_create->parsed())
+    return cmd_create_image(
+        g, fs, image_name.empty() ? std::nullopt : std::optional<std::string>(image_name));
+  if (c_compute->parsed()) return cmd_compute_id(g, fs, false);
+  if (c_dumpfile->parsed()) return cmd_compute_id(g, fs, true);
+  if (c_objects->parsed()) return cmd_image_objects(g, objects_name);
+  if (c_dump->parsed()) return not_yet("dump-files (it needs the EROFS reader)");
+  if (c_fsck->parsed()) return cmd_fsck(g, fsck_json);
+  return tools::usage_error(kTool, "no command given");
+}
