@@ -7,8 +7,8 @@
 #include <set>
 #include <thread>
 
-#include "erofs/writer.h"
 #include "oci/decompress.h"
+#include "repository/container_root.h"
 
 namespace cfs::oci {
 namespace {
@@ -82,13 +82,6 @@ Result<fsverity::Digest> write_json_stream(
                  store.store_bytes({reinterpret_cast<const uint8_t*>(file.data()), file.size()}));
   CFS_TRY(store.register_stream(id, sid));
   return sid;
-}
-
-Result<std::vector<uint8_t>> build_erofs(const Tree& tree, uint32_t version) {
-  erofs::WriteOptions o;
-  o.min_version = version;
-  o.max_version = std::max<uint32_t>(version, 1);
-  return erofs::build_image(tree, o);
 }
 
 // Fetches one layer and stores it as oci-layer-<diff_id>.
@@ -239,7 +232,7 @@ Result<PullResult> pull(Store& store, const std::string& source, const std::stri
   }
   CFS_TRY(merger.transform_for_oci());
   CFS_TRY_ASSIGN(Tree tree, merger.to_tree());
-  CFS_TRY_ASSIGN(auto erofs, build_erofs(tree, store.erofs_version()));
+  CFS_TRY_ASSIGN(auto erofs, repository::build_image(tree, store.erofs_version()));
   CFS_TRY_ASSIGN(res.image_id, store.write_image(erofs));
 
   // Config stream: layer refs in diff_id order, the image, the JSON.
