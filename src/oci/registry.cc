@@ -382,7 +382,6 @@ class BlobReader : public Reader {
     headers_ = std::make_unique<Slist>();
     if (received_ > 0) headers_->add(fmt::format("Range: bytes={}-", received_));
     std::string u = c_.url("blobs/" + d_.digest);
-    if (c_.scheme() == "http") u.replace(0, 5, "http");
     c_.setup(easy_, u, *headers_);
     curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(easy_, CURLOPT_HEADERDATA, &resp_);
