@@ -96,16 +96,24 @@ Result<fsverity::Digest> fetch_layer(Store& store, Source& src, const Descriptor
   CFS_TRY_ASSIGN(Compression comp, layer_compression(d.media_type));
   auto dec = decompressor(compressed, comp);
   VerifyingReader plain(*dec, "layer " + d.digest + " uncompressed (diff_id)", diff_id);
-  CFS_TRY_ASSIGN(std::string file, split_tar(plain, store, stats));
+  auto file = split_tar(plain, store, stats);
   // The tar reader read to the end of the uncompressed stream (verifying
-  // the diff_id); read the compressed one to its end too (its digest).
-  uint8_t rest[4096];
+  // the diff_id); read the compressed one to its end too (its digest).  When
+  // the layer failed to parse, a wrong blob is the likelier cause: report
+  // the digest mismatch if there is one.
+  uint8_t rest[65536];
   for (;;) {
-    CFS_TRY_ASSIGN(size_t n, compressed.read(rest));
-    if (n == 0) break;
+    auto n = compressed.read(rest);
+    if (!n) {
+      if (!file && n.error().code() != Errc::VerityMismatch)
+        return tl::unexpected(std::move(file.error()).context("layer " + d.digest));
+      return tl::unexpected(n.error());
+    }
+    if (*n == 0) break;
   }
+  if (!file) return tl::unexpected(std::move(file.error()).context("layer " + d.digest));
   CFS_TRY_ASSIGN(fsverity::Digest sid,
-                 store.store_bytes({reinterpret_cast<const uint8_t*>(file.data()), file.size()}));
+                 store.store_bytes({reinterpret_cast<const uint8_t*>(file->data()), file->size()}));
   CFS_TRY(store.register_stream(layer_stream_id(diff_id), sid));
   if (opts.progress) opts.progress({d.digest, d.size, d.size, true, false});
   return sid;

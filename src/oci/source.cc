@@ -74,6 +74,27 @@ class ArchiveFiles : public Files {
         return tl::unexpected(std::move(e.error()).context(fmt::format("archive '{}'", file)));
       if (!*e) break;
       if ((*e)->type == TarType::Regular) a->members_[(*e)->path] = {tar.offset(), (*e)->size};
+      if ((*e)->type == TarType::Symlink) a->links_[(*e)->path] = (*e)->link;
+    }
+    // docker save links layer files to each other: resolve links to members.
+    for (auto& [path, target] : a->links_) {
+      std::string dir = path.find('/') == std::string::npos ? "" : path.substr(0, path.rfind('/'));
+      std::string joined = target.starts_with("/") ? target : dir + "/" + target;
+      std::vector<std::string> parts;
+      size_t i = 0;
+      while (i <= joined.size()) {
+        size_t j = std::min(joined.find('/', i), joined.size());
+        std::string c = joined.substr(i, j - i);
+        if (c == "..") {
+          if (!parts.empty()) parts.pop_back();
+        } else if (!c.empty() && c != ".") {
+          parts.push_back(c);
+        }
+        i = j + 1;
+      }
+      std::string t;
+      for (auto& c : parts) t += (t.empty() ? "" : "/") + c;
+      if (auto it = a->members_.find(t); it != a->members_.end()) a->members_[path] = it->second;
     }
     return a;
   }
@@ -88,6 +109,7 @@ class ArchiveFiles : public Files {
  private:
   UniqueFd fd_;
   std::map<std::string, std::pair<uint64_t, uint64_t>> members_;
+  std::map<std::string, std::string> links_;
 };
 
 std::string blob_path(const std::string& digest) {
@@ -138,6 +160,18 @@ class LayoutSource : public Source {
   std::string tag_;
 };
 
+// Docker's short names: "img:t" is "docker.io/library/img:t", "a/b:t" is
+// "docker.io/a/b:t".
+std::string normalize_repo_tag(const std::string& t) {
+  size_t slash = t.find('/');
+  std::string first = t.substr(0, slash);
+  bool has_host =
+      slash != std::string::npos && (first.find('.') != std::string::npos ||
+                                     first.find(':') != std::string::npos || first == "localhost");
+  if (has_host) return t;
+  return slash == std::string::npos ? "docker.io/library/" + t : "docker.io/" + t;
+}
+
 // `docker save` output: manifest.json names the config and layer files; we
 // present it as an OCI manifest of our own making.
 class DockerArchiveSource : public Source {
@@ -160,7 +194,8 @@ class DockerArchiveSource : public Source {
       }
       if (auto t = img.find("RepoTags"); t != img.end() && t->is_array())
         for (auto& s : *t)
-          if (s.is_string() && s.get<std::string>() == tag_) pick = &img;
+          if (s.is_string() && normalize_repo_tag(s.get<std::string>()) == normalize_repo_tag(tag_))
+            pick = &img;
     }
     if (!pick)
       return tag_.empty() ? errorf(Errc::InvalidArgument,
