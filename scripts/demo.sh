@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample tree: build a composefs image and its
-# object store from demo/rootfs and print the image's fs-verity digest.
+# object store from demo/rootfs, print the image's fs-verity digest, and (as
+# root) mount the image, list it and unmount it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
@@ -21,3 +22,22 @@ echo "image:   $work/demo.cfs ($(stat -c %s "$work/demo.cfs") bytes)"
 echo "objects: $(find "$work/objects" -type f | wc -l) in $work/objects"
 echo "fs-verity digest of the image (what composefs=<digest> on a kernel command line names):"
 echo "$digest"
+
+echo
+echo "== mount.composefs: mount the image, list it, unmount"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "(skipped: mounting needs root; 'sudo make demo' shows it)"
+  exit 0
+fi
+mnt="$work/mnt"
+mkdir -p "$mnt"
+"$bin/mount.composefs" -v -o "basedir=$work/objects,ro" "$work/demo.cfs" "$mnt"
+trap 'umount "$mnt" 2>/dev/null || true' EXIT
+grep -F " $mnt " /proc/self/mountinfo | sed 's/^/mountinfo: /'
+(cd "$mnt" && find . -mindepth 1 \( -type l -printf '%M %5s  %P -> %l\n' \) -o \
+  -printf '%M %5s  %P\n' | sort -k3)
+echo "--- etc/motd, read through the mount (its data comes from the object store):"
+cat "$mnt/etc/motd"
+umount "$mnt"
+trap - EXIT
+echo "unmounted $mnt"

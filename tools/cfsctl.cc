@@ -20,6 +20,7 @@
 #include "common.h"
 #include "dump/dump.h"
 #include "fsverity/fsverity.h"
+#include "mount/mount.h"
 #include "repository/container_root.h"
 #include "repository/metadata.h"
 #include "repository/names.h"
@@ -179,6 +180,8 @@ int cmd_create_image(const Global& g, const FsOpts& f, const std::optional<std::
                        Error(Errc::InvalidArgument,
                              "--no-repo is only supported for compute-id and create-dumpfile"));
   if (auto st = check_fs_opts(f); !st) return tools::fail(kTool, st.error());
+  if (name)
+    if (auto st = validate_ref_name(*name); !st) return tools::fail(kTool, st.error());
   auto repo = open_repo(g);
   if (!repo) return tools::fail(kTool, repo.error());
   auto format = image_format(g, *repo);
@@ -359,6 +362,37 @@ int cmd_cat(const Global& g, const std::string& name) {
   return tools::oci_cli::cat(*repo, name);
 }
 
+struct MountArgs {
+  std::string name, mountpoint, upperdir, workdir;
+  bool read_write = false;
+};
+
+int cmd_mount(const Global& g, const MountArgs& m) {
+  if (m.upperdir.empty() != m.workdir.empty())
+    return tools::usage_error(kTool, "--upperdir and --workdir go together");
+  if (m.read_write && m.upperdir.empty())
+    return tools::usage_error(kTool, "--read-write needs --upperdir");
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  // A digest name is verified here (by fs-verity, or by hashing the image in
+  // an insecure repository) and again by the mount; a ref is not.
+  auto img = repo->open_image(m.name);
+  if (!img) return tools::fail(kTool, img.error());
+  mount::Options o;
+  o.basedirs = {repo->path() + "/objects"};
+  o.expected_digest = img->digest;
+  o.allow_insecure = repo->insecure();
+  o.verity = repo->insecure() ? mount::Verity::Off : mount::Verity::Require;
+  o.upperdir = m.upperdir;
+  o.workdir = m.workdir;
+  o.read_only = !m.read_write;
+  o.source = "composefs:" + m.name;
+  auto mounted = mount::mount_image_fd(img->fd.get(), m.mountpoint, o);
+  if (!mounted) return tools::fail(kTool, mounted.error());
+  for (const auto& n : mounted->notes) std::fprintf(stderr, "%s: %s\n", kTool, n.c_str());
+  return 0;
+}
+
 int not_yet(const char* what) {
   return tools::fail(kTool,
                      Error(Errc::Unsupported, fmt::format("{} is not implemented yet", what)));
@@ -424,10 +458,13 @@ int main(int argc, char** argv) {
   c_images->add_flag("--json", images_json, "JSON output");
   c_images->add_flag("--no-trunc", images_no_trunc, "Full digests");
 
-  std::string mount_name, mountpoint;
+  MountArgs ma;
   auto* c_mount = app.add_subcommand("mount", "Mount an image");
-  c_mount->add_option("NAME", mount_name, "Image: a digest, or refs/NAME")->required();
-  c_mount->add_option("MOUNTPOINT", mountpoint, "Where to mount it")->required();
+  c_mount->add_option("NAME", ma.name, "Image: a digest (verified), or refs/NAME")->required();
+  c_mount->add_option("MOUNTPOINT", ma.mountpoint, "Where to mount it")->required();
+  c_mount->add_option("--upperdir", ma.upperdir, "Writable upper layer for overlayfs");
+  c_mount->add_option("--workdir", ma.workdir, "Work directory for overlayfs (with --upperdir)");
+  c_mount->add_flag("--read-write", ma.read_write, "Mount read-write (needs --upperdir)");
 
   FsOpts fs;
   auto add_fs = [&](CLI::App* c) {
@@ -484,7 +521,7 @@ int main(int argc, char** argv) {
   if (c_gc->parsed()) return cmd_gc(g, gc_roots, gc_dry);
   if (c_import->parsed()) return cmd_import_image(g, import_ref);
   if (c_images->parsed()) return cmd_images(g, images_json, images_no_trunc);
-  if (c_mount->parsed()) return not_yet("mount");
+  if (c_mount->parsed()) return cmd_mount(g, ma);
   if (c_create->parsed())
     return cmd_create_image(
         g, fs, image_name.empty() ? std::nullopt : std::optional<std::string>(image_name));
