@@ -256,6 +256,26 @@ TEST_F(OciImages, EverySourceGivesUmocisRootFilesystem) {
   EXPECT_EQ(fields(must(cfsctl("oci dump x")).out), fields(world->reference_dump));
 }
 
+TEST_F(OciImages, MountedImageIsUmocisUnpacking) {
+  must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+  std::string mnt = repo_->path() + "/mnt";
+  ::mkdir(mnt.c_str(), 0755);
+  auto m = run(cfsctl("oci mount x " + q(mnt)));
+  if (m.status != 0 && m.err.find("not supported") != std::string::npos)
+    GTEST_SKIP() << "this kernel cannot mount composefs images: " << m.err;
+  ASSERT_EQ(m.status, 0) << m.err;
+  // The kernel's view, scanned, is the same image; and file by file the
+  // same as umoci's unpacking, except /run, which the transformation empties.
+  auto id = run(cfsctl("compute-id " + q(mnt)));
+  auto diff = run("diff -r --no-dereference " + q(mnt) + " " + q(dir() + "/ref/rootfs") +
+                  " | grep -v -e '^Only in " + dir() +
+                  "/ref/rootfs/run: ' -e ' is a fifo while' "
+                  "-e ' is a character special file while'");
+  run("umount " + q(mnt));
+  EXPECT_EQ(trim(id.out), world->reference_id) << id.err;
+  EXPECT_EQ(diff.out, "");
+}
+
 TEST_F(OciImages, LayersReassembleToTheirDiffIds) {
   must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
   auto config = must(cfsctl("oci inspect --config x")).out;

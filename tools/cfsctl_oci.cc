@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "dump/dump.h"
+#include "mount/mount.h"
 #include "oci/pull.h"
 #include "oci/repo_store.h"
 #include "repository/container_root.h"
@@ -263,9 +264,27 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
     print(fsverity::digest_of(*image, p).hex() + "\n");
     return done();
   }
-  if (o->mount->parsed())
-    return fail(kTool, Error(Errc::Unsupported,
-                             "oci mount is not implemented yet (it needs the mount library)"));
+  if (o->mount->parsed()) {
+    auto img = oci::open_image(store, o->name);
+    if (!img) return fail(kTool, img.error());
+    if (!img->image)
+      return fail(kTool, Error(Errc::NotFound,
+                               "No composefs EROFS image linked — try re-pulling the image"));
+    // By digest: the image is verified against the id the config names.
+    auto erofs = repo->open_image(img->image->hex());
+    if (!erofs) return fail(kTool, erofs.error());
+    mount::Options mo;
+    mo.basedirs = {repo->path() + "/objects"};
+    mo.expected_digest = erofs->digest;
+    mo.allow_insecure = repo->insecure();
+    mo.verity = repo->insecure() ? mount::Verity::Off : mount::Verity::Require;
+    mo.read_only = true;
+    mo.source = "composefs:" + img->image->hex();
+    auto mounted = mount::mount_image_fd(erofs->fd.get(), o->mountpoint, mo);
+    if (!mounted) return fail(kTool, mounted.error());
+    for (const auto& n : mounted->notes) std::fprintf(stderr, "%s: %s\n", kTool, n.c_str());
+    return 0;
+  }
   if (o->fsck->parsed()) {
     auto problems = oci::fsck_images(store);
     if (!problems) return fail(kTool, problems.error());
