@@ -317,6 +317,24 @@ TEST_F(OciImages, PullingAgainWritesNothingAndImagesShareObjects) {
   EXPECT_NE(json.find("\"layer_count\": 4"), std::string::npos) << json;
 }
 
+TEST_F(OciImages, GarbageCollectionKeepsWhatTagsReach) {
+  must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+  size_t one = object_count();
+  must(cfsctl("oci pull " + q("oci:" + dir() + "/img:two") + " two"));
+  auto dry = must(cfsctl("gc --dry-run")).out;
+  EXPECT_NE(dry.find("Objects: 0 removed"), std::string::npos) << dry;
+  must(cfsctl("oci untag two"));
+  auto gc = must(cfsctl("gc")).out;
+  EXPECT_EQ(gc.find("Objects: 0 removed"), std::string::npos) << gc;
+  EXPECT_EQ(object_count(), one) << "exactly the second image's own objects went";
+  EXPECT_EQ(trim(must(cfsctl("oci compute-id x")).out), world->reference_id);
+  must(cfsctl("oci fsck"));
+  must(cfsctl("fsck"));
+  must(cfsctl("oci untag x"));
+  must(cfsctl("gc"));
+  EXPECT_EQ(object_count(), 0u);
+}
+
 TEST_F(OciImages, TagsUntagsInspectsAndChecks) {
   auto p = must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " a/b%c"));
   std::string digest = p.out.substr(p.out.find("sha256:"), 71);
