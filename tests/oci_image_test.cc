@@ -67,8 +67,8 @@ class Registry {
       ::execlp("docker-registry", "docker-registry", "serve", cfg.c_str(), nullptr);
       ::_exit(127);
     }
-    for (int i = 0; i < 200 && !port_open(r->port); i++)
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    for (int i = 0; i < 600 && !port_open(r->port); i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (!port_open(r->port)) return nullptr;
     return r;
   }
@@ -81,6 +81,17 @@ class Registry {
   std::string host() const { return "127.0.0.1:" + std::to_string(port); }
   int port = 0;
   pid_t pid = -1;
+};
+
+// A child process killed (and reaped) when this goes away.
+struct Child {
+  pid_t pid = -1;
+  ~Child() {
+    if (pid > 0) {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
 };
 
 struct World {
@@ -274,6 +285,67 @@ TEST_F(OciImages, MountedImageIsUmocisUnpacking) {
   run("umount " + q(mnt));
   EXPECT_EQ(trim(id.out), world->reference_id) << id.err;
   EXPECT_EQ(diff.out, "");
+}
+
+// Basic auth (htpasswd) and bearer tokens (docker-registry's token auth with
+// a small token server of ours), credentials from --creds and auth.json.
+TEST_F(OciImages, AuthenticatedRegistries) {
+  if (run("python3 -c 'import cryptography'").status != 0 || !have_command("openssl"))
+    GTEST_SKIP() << "needs python3-cryptography and openssl for the token server";
+  std::string d = repo_->path();
+  std::string img = "oci:" + dir() + "/img:t";
+  // htpasswd (bcrypt, which docker-registry requires) through python's crypt.
+  must(
+      "python3 -W ignore -c \"import crypt; print('bob:' + crypt.crypt('secret', "
+      "crypt.mksalt(crypt.METHOD_BLOWFISH)))\" > " +
+      q(d + "/htpasswd"));
+  ::mkdir((d + "/basic").c_str(), 0700);
+  auto basic = Registry::start(
+      d + "/basic", "auth:\n  htpasswd:\n    realm: test\n    path: " + d + "/htpasswd\n");
+  ASSERT_TRUE(basic);
+  // Token auth: a key pair, the token server, the registry trusting it.
+  must("cd " + q(d) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out "
+       "cert.pem -days 2 -subj /CN=token 2>/dev/null");
+  Child tokens;
+  tokens.pid = ::fork();
+  if (tokens.pid == 0) {
+    std::string script = data_dir() + "/oci/token_server.py";
+    ::execlp("python3", "python3", script.c_str(), (d + "/key.pem").c_str(),
+             (d + "/cert.pem").c_str(), (d + "/port").c_str(), "bob:secret", nullptr);
+    ::_exit(127);
+  }
+  std::string port;
+  for (int i = 0; i < 600 && (port = read_file(d + "/port")).empty(); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(port.empty()) << "token server did not start";
+  ::mkdir((d + "/token").c_str(), 0700);
+  auto token =
+      Registry::start(d + "/token", "auth:\n  token:\n    realm: http://127.0.0.1:" + port +
+                                        "/token\n    service: test-registry\n"
+                                        "    issuer: test-issuer\n    rootcertbundle: " +
+                                        d + "/cert.pem\n");
+  ASSERT_TRUE(token);
+  for (auto* reg : {basic.get(), token.get()}) {
+    must("skopeo copy -q --dest-tls-verify=false --dest-creds bob:secret " + q(img) + " docker://" +
+         reg->host() + "/p/img:t");
+    std::string ref = "docker://" + reg->host() + "/p/img:t";
+    auto anon = run(cfsctl("oci pull --tls-verify=false " + q(ref) + " anon"));
+    EXPECT_NE(anon.status, 0);
+    EXPECT_TRUE(anon.err.find("credentials") != std::string::npos ||
+                anon.err.find("401") != std::string::npos)
+        << anon.err;
+    auto wrong = run(cfsctl("oci pull --tls-verify=false --creds bob:nope " + q(ref) + " w"));
+    EXPECT_NE(wrong.status, 0) << wrong.out;
+    must(cfsctl("oci pull --tls-verify=false --creds bob:secret " + q(ref) + " ok"));
+    EXPECT_EQ(trim(must(cfsctl("oci compute-id ok")).out), world->reference_id);
+    // Credentials from an auth.json, in a fresh repository (nothing cached).
+    write_file(d + "/auth.json",
+               "{\"auths\":{\"" + reg->host() + "\":{\"auth\":\"Ym9iOnNlY3JldA==\"}}}");
+    must(cfsctl("oci untag ok") + " && " + cfsctl("gc") + " >/dev/null");
+    must("REGISTRY_AUTH_FILE=" + q(d + "/auth.json") + " " +
+         cfsctl("oci pull --tls-verify=false " + q(ref) + " fromfile"));
+  }
 }
 
 TEST_F(OciImages, LayersReassembleToTheirDiffIds) {

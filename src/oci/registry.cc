@@ -242,6 +242,9 @@ class Client {
         CFS_TRY(authenticate(r.www_authenticate));
         continue;
       }
+      if (r.status == 401)
+        return errorf(Errc::Permission, "registry {} refused the credentials{} (HTTP 401)",
+                      ref_.host, creds_.empty() ? " (none given)" : "");
       return r;
     }
     return make_error(Errc::Permission, "registry refused our credentials");
