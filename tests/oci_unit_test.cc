@@ -5,12 +5,13 @@
 
 #include "dump/dump.h"
 #include "oci/decompress.h"
-#include "oci/dir_store.h"
 #include "oci/import.h"
 #include "oci/layers.h"
 #include "oci/manifest.h"
 #include "oci/registry.h"
+#include "oci/repo_store.h"
 #include "oci/tar.h"
+#include "repository/repository.h"
 #include "tar_builder.h"
 #include "test_util.h"
 
@@ -426,12 +427,19 @@ TEST(LayerMerger, HostileLayers) {
 class SplitStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = DirStore::open(dir_ / "repo", fsverity::HashAlg::Sha256);
-    ASSERT_TRUE(s) << s.error().message();
-    store_ = std::move(*s);
+    repository::InitOptions o;
+    o.alg = fsverity::HashAlg::Sha256;
+    o.insecure = true;
+    ASSERT_TRUE(repository::init(dir_ / "repo", o));
+    auto r = repository::Repository::open(dir_ / "repo");
+    ASSERT_TRUE(r) << r.error().message();
+    repo_ = std::make_unique<repository::Repository>(std::move(*r));
+    ASSERT_TRUE(repo_->ensure_writable());
+    store_ = std::make_unique<RepoStore>(*repo_, 1);
   }
   test::TempDir dir_;
-  std::unique_ptr<DirStore> store_;
+  std::unique_ptr<repository::Repository> repo_;
+  std::unique_ptr<RepoStore> store_;
 };
 
 TEST_F(SplitStreamTest, TarRoundTripsByteForByte) {
@@ -439,17 +447,20 @@ TEST_F(SplitStreamTest, TarRoundTripsByteForByte) {
   b.dir("usr").file("usr/small", "tiny").file("usr/big", std::string(100000, 'B'));
   b.file("usr/edge64", std::string(64, 'e')).file("usr/edge65", std::string(65, 'f'));
   b.file("usr/big2", std::string(100000, 'B'));  // same content: one object
+  std::string huge(5 << 20, 'h');                // through a temporary file
+  for (size_t i = 0; i < huge.size(); i += 4096) huge[i] = static_cast<char>(i >> 12);
+  b.file("usr/huge", huge);
   std::string tar = b.finish() + std::string(10240 - (b.finish().size() % 10240), '\0');
   MemReader in(tar);
   ImportStats stats;
   auto file = split_tar(in, *store_, stats);
   ASSERT_TRUE(file) << file.error().message();
-  EXPECT_EQ(stats.objects.load(), 3u);  // big, edge65, big2
-  EXPECT_EQ(stats.new_objects.load(), 2u);
+  EXPECT_EQ(stats.objects.load(), 4u);  // big, edge65, big2, huge
+  EXPECT_EQ(stats.new_objects.load(), 3u);
   auto r = SplitStreamReader::open(*file, fsverity::HashAlg::Sha256, kLayerContentType);
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(r->stream_size(), tar.size());
-  EXPECT_EQ(r->object_refs().size(), 2u);
+  EXPECT_EQ(r->object_refs().size(), 3u);
   test::TempDir out;
   UniqueFd fd(::open((out / "t").c_str(), O_CREAT | O_WRONLY, 0644));
   ASSERT_TRUE(cat_stream(*store_, *r, fd.get()));

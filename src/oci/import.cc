@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "oci/tar.h"
 
@@ -100,6 +101,8 @@ Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
         left -= n;
       }
       digest = hasher.finish();
+      // The store reads the file from its current offset.
+      if (::lseek(fd->get(), 0, SEEK_SET) < 0) return ctx(Error(Errc::Io, "lseek on a temporary"));
       auto fresh = store.store_object(fd->get(), e->size, digest);
       if (!fresh) return ctx(fresh.error());
       if (*fresh) {
