@@ -178,6 +178,7 @@ class OciImages : public ::testing::Test {
     // Other forms of the same image.
     must("cd " + q(d) +
          " && skopeo copy -q --dest-compress-format zstd oci:img:t oci:zimg:t && "
+         "skopeo copy -q --dest-compress-format zstd:chunked oci:img:t oci:zcimg:t && "
          "skopeo copy -q oci:img:t oci-archive:img.tar:t && "
          "skopeo copy -q oci:img:t docker-archive:docker.tar:test/img:t");
     // The reference: umoci's own unpacking, read by cfsctl compute-id.
@@ -230,7 +231,8 @@ class OciImages : public ::testing::Test {
 TEST_F(OciImages, EverySourceGivesUmocisRootFilesystem) {
   std::vector<std::string> sources{
       "oci:" + dir() + "/img:t",
-      "oci:" + dir() + "/zimg:t",  // zstd layers
+      "oci:" + dir() + "/zimg:t",   // zstd layers
+      "oci:" + dir() + "/zcimg:t",  // zstd:chunked layers
       "oci-archive:" + dir() + "/img.tar:t",
       "docker-archive:" + dir() + "/docker.tar:test/img:t",
       "docker://" + world->registry->host() + "/test/img:t",

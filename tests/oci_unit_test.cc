@@ -578,6 +578,24 @@ TEST(Decompress, TruncatedAndCorruptStreamsAreErrors) {
   }
 }
 
+// zstd:chunked layers are zstd frames followed by skippable frames holding
+// the chunk manifest: read as plain zstd, the skippable frames contribute
+// nothing.
+TEST(Decompress, ZstdSkippableFramesAsInZstdChunked) {
+  test::TempDir t;
+  test::write_file(t / "a", "first frame\n");
+  test::write_file(t / "b", "second frame\n");
+  ASSERT_EQ(test::run("cd " + t.path() + " && zstd -q a b").status, 0);
+  std::string skippable("\x50\x2a\x4d\x18\x05\x00\x00\x00hello", 13);
+  std::string data = skippable + test::read_file(t / "a.zst") + skippable +
+                     test::read_file(t / "b.zst") + skippable;
+  MemReader in(data);
+  auto dec = decompressor(in, Compression::Zstd);
+  auto out = read_all(*dec, 1 << 20, "x");
+  ASSERT_TRUE(out) << out.error().message();
+  EXPECT_EQ(*out, "first frame\nsecond frame\n");
+}
+
 TEST(Registry, References) {
   auto r = parse_registry_ref("127.0.0.1:5000/a/b:t");
   ASSERT_TRUE(r);
