@@ -350,6 +350,42 @@ TEST_F(OciImages, AuthenticatedRegistries) {
   }
 }
 
+// A multi-platform image index (this machine's platform and another): the
+// host's manifest is chosen, from a layout and from the registry.
+TEST_F(OciImages, ImageIndexResolvesToThisPlatform) {
+  std::string arch = trim(run("uname -m").out);
+  arch = arch == "x86_64" ? "amd64" : arch == "aarch64" ? "arm64" : arch;
+  std::string other = arch == "s390x" ? "ppc64le" : "s390x";
+  std::string multi = repo_->path() + "/multi";
+  must("cp -a " + q(dir() + "/img") + " " + q(multi));
+  write_file(multi + ".py", R"(
+import hashlib, json, sys
+arch, other = sys.argv[1], sys.argv[2]
+i = json.load(open('index.json'))
+by_tag = {m['annotations']['org.opencontainers.image.ref.name']: m for m in i['manifests']}
+def plat(d, a):
+    d = dict(d); d.pop('annotations', None)
+    d['platform'] = {'os': 'linux', 'architecture': a}
+    return d
+idx = {'schemaVersion': 2, 'mediaType': 'application/vnd.oci.image.index.v1+json',
+       'manifests': [plat(by_tag['two'], other), plat(by_tag['t'], arch)]}
+data = json.dumps(idx).encode()
+h = hashlib.sha256(data).hexdigest()
+open('blobs/sha256/' + h, 'wb').write(data)
+i['manifests'].append({'mediaType': idx['mediaType'], 'digest': 'sha256:' + h, 'size': len(data),
+                       'annotations': {'org.opencontainers.image.ref.name': 'multi'}})
+json.dump(i, open('index.json', 'w'))
+)");
+  must("cd " + q(multi) + " && python3 " + q(multi + ".py") + " " + arch + " " + other);
+  must(cfsctl("oci pull " + q("oci:" + multi + ":multi") + " m"));
+  EXPECT_EQ(trim(must(cfsctl("oci compute-id m")).out), world->reference_id);
+  must("skopeo copy -q --all --dest-tls-verify=false " + q("oci:" + multi + ":multi") +
+       " docker://" + world->registry->host() + "/test/multi:t");
+  must(cfsctl("oci pull --tls-verify=false " +
+              q("docker://" + world->registry->host() + "/test/multi:t") + " rm"));
+  EXPECT_EQ(trim(must(cfsctl("oci compute-id rm")).out), world->reference_id);
+}
+
 TEST_F(OciImages, LayersReassembleToTheirDiffIds) {
   must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
   auto config = must(cfsctl("oci inspect --config x")).out;
