@@ -500,7 +500,7 @@ int main(int argc, char** argv) {
   auto* c_fsck = app.add_subcommand("fsck", "Check the repository's integrity");
   c_fsck->add_flag("--json", fsck_json, "JSON output (exit status 0 unless the check fails)");
 
-  auto* oci = tools::oci_cli::add_commands(app);
+  auto oci = tools::oci_cli::add_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -530,8 +530,9 @@ int main(int argc, char** argv) {
   if (c_objects->parsed()) return cmd_image_objects(g, objects_name);
   if (c_dump->parsed()) return not_yet("dump-files (it needs the EROFS reader)");
   if (c_fsck->parsed()) return cmd_fsck(g, fsck_json);
-  if (tools::oci_cli::parsed(oci))
+  if (tools::oci_cli::parsed(oci.get()))
     return tools::oci_cli::run(
-        oci, [&] { return open_repo(g); }, [&](const Repository& r) { return image_format(g, r); });
+        oci.get(), [&] { return open_repo(g); },
+        [&](const Repository& r) { return image_format(g, r); });
   return tools::usage_error(kTool, "no command given");
 }

@@ -70,8 +70,8 @@ struct Options {
   unsigned jobs = 0;
 };
 
-Options* add_commands(CLI::App& app) {
-  auto* o = new Options;  // lives as long as the process
+std::shared_ptr<Options> add_commands(CLI::App& app) {
+  auto o = std::make_shared<Options>();
   o->oci = app.add_subcommand("oci", "Commands for dealing with OCI images and layers");
   o->oci->require_subcommand(1);
   o->pull = o->oci->add_subcommand("pull", "Pull an image and build its composefs image");

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "repository/repository.h"
@@ -13,8 +14,9 @@ namespace cfs::tools::oci_cli {
 
 struct Options;
 
-// Registers the `oci` command tree under `app`.
-Options* add_commands(CLI::App& app);
+// Registers the `oci` command tree under `app` (keep the result while `app`
+// is in use: it holds the parsed values).
+std::shared_ptr<Options> add_commands(CLI::App& app);
 bool parsed(const Options* o);
 
 using OpenRepo = std::function<Result<repository::Repository>()>;
