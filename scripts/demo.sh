@@ -24,6 +24,12 @@ echo "fs-verity digest of the image (what composefs=<digest> on a kernel command
 echo "$digest"
 
 echo
+echo "== cfsctl: a repository, the same tree stored in it, its image digest"
+"$bin/cfsctl" --repo "$work/repo" init --insecure --algorithm fsverity-sha256-12
+"$bin/cfsctl" --repo "$work/repo" create-image "$work/rootfs" demo
+"$bin/cfsctl" --repo "$work/repo" fsck | tail -n 1
+
+echo
 echo "== cfsctl oci: demo/rootfs as an OCI image (made by umoci), pulled into a repository"
 if [[ $(id -u) -ne 0 ]] || ! command -v umoci >/dev/null; then
   echo "(skipped: needs root and umoci)"

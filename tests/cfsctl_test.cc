@@ -14,6 +14,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "fsverity/fsverity.h"
@@ -301,16 +302,35 @@ TEST(Cfsctl, FsckFindsAFlippedByte) {
 
 TEST(Cfsctl, KilledAtRandomMomentsLeavesASoundRepository) {
   TempDir tmp;
-  std::string root = tmp / "tree";
+  // On a tmpfs where we can (root): syncfs there is immediate, so a run's
+  // length does not depend on what else the machine is writing to disk, and
+  // the kills land all over it.
+  std::string base = tmp.path();
+  struct Unmount {
+    std::string m;
+    ~Unmount() {
+      if (!m.empty()) ::umount2(m.c_str(), MNT_DETACH);
+    }
+  } unmount;
+  if (is_root()) {
+    std::string m = tmp / "fast";
+    fs::create_directories(m);
+    if (::mount("tmpfs", m.c_str(), "tmpfs", 0, "size=256m") == 0) {
+      unmount.m = m;
+      base = m;
+    }
+  }
+  std::string root = base + "/tree";
   make_bulk_tree(root, 150, 2);
-  std::string repo = init_repo(tmp);
+  std::string repo = base + "/repo";
+  ASSERT_EQ(cfs(repo, "init --insecure --algorithm fsverity-sha256-12").status, 0);
   auto expect = run(cfsctl() + " --hash sha256 --no-repo compute-id " + shell_quote(root));
   ASSERT_EQ(expect.status, 0);
-  // How long an uninterrupted run takes, to spread the kills over it.
+  // How long an uninterrupted run into an empty repository takes, to spread
+  // the kills over it.
+  ASSERT_EQ(cfs(base + "/timing", "init --insecure --algorithm fsverity-sha256-12").status, 0);
   auto t0 = std::chrono::steady_clock::now();
-  auto full = cfs(tmp / "timing", "init --insecure --algorithm fsverity-sha256-12");
-  ASSERT_EQ(full.status, 0);
-  auto timed = cfs(tmp / "timing", "create-image " + shell_quote(root));
+  auto timed = cfs(base + "/timing", "create-image " + shell_quote(root));
   ASSERT_EQ(timed.status, 0) << timed.err;
   auto span = std::chrono::steady_clock::now() - t0;
   long max_us =
@@ -318,7 +338,7 @@ TEST(Cfsctl, KilledAtRandomMomentsLeavesASoundRepository) {
 
   std::mt19937 rng(12345);
   int killed = 0;
-  for (int i = 0; i < 30; i++) {
+  for (int i = 0; i < 24; i++) {
     pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -339,17 +359,18 @@ TEST(Cfsctl, KilledAtRandomMomentsLeavesASoundRepository) {
     // Whatever moment it died at, the repository is sound.
     auto f = cfs(repo, "fsck");
     ASSERT_EQ(f.status, 0) << "after kill " << i << ":\n" << f.out << f.err;
+    // A run that finished has named its image: drop the name, so that all is
+    // garbage, and gc removes every leftover, temporaries included (the next
+    // run starts from an empty repository again).
+    fs::remove_all(repo + "/images/refs");
+    auto g = cfs(repo, "gc");
+    ASSERT_EQ(g.status, 0) << g.err;
+    ASSERT_EQ(count_files(repo + "/objects"), 0u);
+    ASSERT_TRUE(!fs::exists(repo + "/images") || fs::is_empty(repo + "/images"));
+    for (auto& e : fs::directory_iterator(repo))
+      ASSERT_NE(e.path().filename().string().substr(0, 9), ".symlink-") << e.path();
   }
-  // A finished run has named the image: drop the name, so that all is garbage.
-  fs::remove_all(repo + "/images/refs");
-  EXPECT_GT(killed, 8);
-  // gc removes every leftover (nothing is named now), temporaries included.
-  auto g = cfs(repo, "gc");
-  ASSERT_EQ(g.status, 0) << g.err;
-  EXPECT_EQ(count_files(repo + "/objects"), 0u);
-  EXPECT_TRUE(!fs::exists(repo + "/images") || fs::is_empty(repo + "/images"));
-  for (auto& e : fs::directory_iterator(repo))
-    EXPECT_NE(e.path().filename().string().substr(0, 9), ".symlink-") << e.path();
+  EXPECT_GT(killed, 6);
   // And a new run succeeds, giving the image an uninterrupted run gives.
   auto again = cfs(repo, "create-image " + shell_quote(root) + " name");
   ASSERT_EQ(again.status, 0) << again.err;
@@ -513,6 +534,99 @@ TEST(Cfsctl, FullDiskFailsCleanly) {
   auto ok = cfs(repo, "create-image " + shell_quote(small) + " img");
   EXPECT_EQ(ok.status, 0) << ok.err;
   EXPECT_EQ(cfs(repo, "fsck").status, 0);
+}
+
+std::set<std::string> big_file_digests(const std::string& root) {
+  std::set<std::string> out;
+  for (auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file() && !e.is_symlink() && e.file_size() > 64 &&
+        e.path().string().find("/run/") == std::string::npos)
+      out.insert(file_digest(e.path()));
+  return out;
+}
+
+std::set<std::string> repo_objects(const std::string& repo) {
+  std::set<std::string> have;
+  for (auto& e : fs::recursive_directory_iterator(repo + "/objects"))
+    if (e.is_regular_file())
+      have.insert(e.path().parent_path().filename().string() + e.path().filename().string());
+  return have;
+}
+
+TEST(Cfsctl, GcKeepsExactlyWhatRefsReach) {
+  TempDir tmp;
+  std::string a = tmp / "a", b = tmp / "b";
+  make_bulk_tree(a, 30, 10);
+  make_bulk_tree(b, 30, 10);
+  write_pattern(b + "/usr/lib/only-b", 5000, 99);  // one object only b has
+  std::string repo = init_repo(tmp);
+  auto ca = cfs(repo, "create-image " + shell_quote(a) + " a");
+  auto cb = cfs(repo, "create-image " + shell_quote(b));
+  ASSERT_EQ(ca.status, 0) << ca.err;
+  ASSERT_EQ(cb.status, 0) << cb.err;
+  std::string ha = trim(ca.out).substr(7), hb = trim(cb.out).substr(7);
+  std::string extra(9000, 'e');
+  write_file(tmp / "extra", extra);
+  ASSERT_EQ(run("CFS_X=1 " + cfsctl() + " --repo " + shell_quote(repo) + " import-image junk < " +
+                shell_quote(tmp / "extra"))
+                .status,
+            0);
+  fs::remove(repo + "/images/refs/junk");
+
+  // image-objects lists what the image references, as sha256:<hex>.
+  auto objs = cfs(repo, "image-objects refs/a");
+  ASSERT_EQ(objs.status, 0) << objs.err;
+  std::set<std::string> listed;
+  std::istringstream in(objs.out);
+  for (std::string line; std::getline(in, line);) {
+    ASSERT_EQ(line.substr(0, 7), "sha256:");
+    listed.insert(line.substr(7));
+  }
+  EXPECT_EQ(listed, big_file_digests(a));
+
+  // An extra root keeps b's image and objects.
+  auto dry = cfs(repo, "gc --dry-run --root " + hb);
+  ASSERT_EQ(dry.status, 0) << dry.err;
+  EXPECT_EQ(dry.out, "Dry run (no files deleted):\nObjects: 1 removed (9000 bytes)\n");
+  auto kept = cfs(repo, "gc -r " + hb);
+  ASSERT_EQ(kept.status, 0) << kept.err;
+  std::set<std::string> want = big_file_digests(a);
+  for (auto& d : big_file_digests(b)) want.insert(d);
+  want.insert(ha);
+  want.insert(hb);
+  EXPECT_EQ(repo_objects(repo), want);
+  EXPECT_TRUE(fs::exists(repo + "/images/" + hb));
+
+  // Without it, exactly what refs/a reaches is left.
+  auto g = cfs(repo, "gc");
+  ASSERT_EQ(g.status, 0) << g.err;
+  EXPECT_NE(g.out.find("Objects: 2 removed"), std::string::npos) << g.out;  // b's image, only-b
+  EXPECT_NE(g.out.find("Pruned symlinks: 1 images, 0 streams"), std::string::npos) << g.out;
+  want = big_file_digests(a);
+  want.insert(ha);
+  EXPECT_EQ(repo_objects(repo), want);
+  EXPECT_FALSE(fs::exists(repo + "/images/" + hb));
+  EXPECT_EQ(cfs(repo, "fsck").status, 0);
+
+  // dump-files reads the image back.
+  auto df = cfs(repo, "dump-files refs/a /etc/hostname /usr/lib/d1");
+  ASSERT_EQ(df.status, 0) << df.err;
+  EXPECT_EQ(df.out.substr(0, 20), "/etc/hostname 5 1006");
+  EXPECT_NE(df.out.find("\n/usr/lib/d1 "), std::string::npos) << df.out;
+  EXPECT_NE(df.out.find("\n/usr/lib/d1/f1 "), std::string::npos) << df.out;
+  std::string f1 = file_digest(a + "/usr/lib/d1/f1");
+  auto bp = cfs(repo, "dump-files --backing-path-only refs/a usr/lib/d1/f1 etc/hostname");
+  EXPECT_EQ(bp.out,
+            "usr/lib/d1/f1 " + f1.substr(0, 2) + "/" + f1.substr(2) + "\netc/hostname inline\n");
+  EXPECT_NE(cfs(repo, "dump-files refs/a /no/such").status, 0);
+
+  // A missing object is found by fsck through the image.
+  fs::remove(repo + "/objects/" + f1.substr(0, 2) + "/" + f1.substr(2));
+  auto f = cfs(repo, "fsck");
+  EXPECT_EQ(f.status, 1);
+  EXPECT_NE(f.out.find("fsck: image-missing-object: images/" + ha + ": " + f1), std::string::npos)
+      << f.out;
+  EXPECT_NE(f.out.find("missing objects: 1"), std::string::npos) << f.out;
 }
 
 TEST(Cfsctl, MountsByDigestAndRef) {

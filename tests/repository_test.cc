@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "base/fd.h"
+#include "dump/dump.h"
+#include "erofs/writer.h"
 #include "fsverity/fsverity.h"
 #include "repository/metadata.h"
 #include "repository/names.h"
@@ -159,13 +161,14 @@ TEST(Names, DigestsFromObjectPaths) {
   EXPECT_TRUE(parse_hex_digest(std::string(128, 'F'), HashAlg::Sha512));
 }
 
-// A repository as composefs-rs lays it out, written by hand.
+// A repository as composefs-rs lays it out, written by hand: one object, and
+// a format 1 image whose file /f is that object.
 struct HandMadeRepo {
   test::TempDir tmp;
   std::string path = tmp / "repo";
   Digest image;
   Digest object;
-  std::string image_bytes = std::string(5000, 'I');  // opaque to these checks
+  std::string image_bytes;
   std::string object_bytes = std::string(70000, 'o');
 
   HandMadeRepo() {
@@ -173,8 +176,18 @@ struct HandMadeRepo {
     fs::create_directories(path + "/objects");
     test::write_file(path + "/meta.json", kRsSha256V1);
     fsverity::Params p;
-    image = fsverity::digest_of(image_bytes, p);
     object = fsverity::digest_of(object_bytes, p);
+    auto tree =
+        dump::parse(fmt::format("/ 0 40755 2 0 0 0 0.0 - - -\n"
+                                "/f 70000 100644 1 0 0 0 0.0 {} - {}\n",
+                                object.object_path(), object.hex()));
+    EXPECT_TRUE(tree);
+    erofs::WriteOptions wo;
+    wo.min_version = wo.max_version = 1;
+    auto img = erofs::build_image(*tree, wo);
+    EXPECT_TRUE(img);
+    image_bytes.assign(img->begin(), img->end());
+    image = fsverity::digest_of(image_bytes, p);
     for (auto [d, bytes] : {std::pair{image, image_bytes}, std::pair{object, object_bytes}}) {
       fs::create_directories(path + "/objects/" + d.hex().substr(0, 2));
       test::write_file(path + "/objects/" + d.object_path(), bytes);
@@ -206,6 +219,27 @@ TEST(Repository, OpensComposefsRsLayout) {
   EXPECT_EQ(f->objects_checked, 2u);
   EXPECT_EQ(f->images_checked, 1u);
   EXPECT_TRUE(f->ok()) << f->to_text();
+  // gc keeps what the ref reaches: the image and its object; an unreferenced
+  // object goes.
+  std::string junk(5000, 'j');
+  Digest jd = fsverity::digest_of(junk);
+  std::filesystem::create_directories(h.path + "/objects/" + jd.hex().substr(0, 2));
+  test::write_file(h.path + "/objects/" + jd.object_path(), junk);
+  ASSERT_TRUE(r->ensure_writable());
+  auto g = r->gc({}, false);
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_EQ(g->objects_removed, 1u);
+  EXPECT_EQ(g->objects_bytes, 5000u);
+  EXPECT_TRUE(r->has_object(h.object));
+  EXPECT_TRUE(r->has_object(h.image));
+  EXPECT_FALSE(r->has_object(jd));
+  // Without the object, fsck says which image misses what.
+  std::filesystem::remove(h.path + "/objects/" + h.object.object_path());
+  auto f2 = r->fsck();
+  ASSERT_TRUE(f2);
+  ASSERT_EQ(f2->errors.size(), 1u) << f2->to_text();
+  EXPECT_EQ(f2->errors[0].text,
+            "fsck: image-missing-object: images/" + h.image.hex() + ": " + h.object.hex());
 }
 
 TEST(Repository, ImageNamesCannotEscape) {

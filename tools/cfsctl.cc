@@ -19,6 +19,7 @@
 #include "cfsctl_oci.h"
 #include "common.h"
 #include "dump/dump.h"
+#include "erofs/reader.h"
 #include "fsverity/fsverity.h"
 #include "mount/mount.h"
 #include "repository/container_root.h"
@@ -393,9 +394,50 @@ int cmd_mount(const Global& g, const MountArgs& m) {
   return 0;
 }
 
-int not_yet(const char* what) {
-  return tools::fail(kTool,
-                     Error(Errc::Unsupported, fmt::format("{} is not implemented yet", what)));
+// The dump lines of the given paths of an image: a file's line, or a
+// directory's with everything below it; or, with backing_only, where each
+// file's data is ("inline" or the object path).
+int cmd_dump_files(const Global& g, const std::string& image, const std::vector<std::string>& paths,
+                   bool backing_only) {
+  auto repo = open_repo(g);
+  if (!repo) return tools::fail(kTool, repo.error());
+  auto img = repo->open_image(image);
+  if (!img) return tools::fail(kTool, img.error());
+  auto reader = erofs::Image::open(img->fd.get());
+  if (!reader) return tools::fail(kTool, std::move(reader.error()).context(img->path));
+  auto tree = reader->to_tree();
+  if (!tree) return tools::fail(kTool, std::move(tree.error()).context(img->path));
+  std::string all;
+  if (!backing_only) dump::write(*tree, [&](std::string_view s) { all += s; });
+  for (const auto& p : paths) {
+    std::string abs = p.empty() || p[0] != '/' ? "/" + p : p;
+    while (abs.size() > 1 && abs.back() == '/') abs.pop_back();
+    const Node* n = tree->lookup(abs);
+    if (!n) return tools::fail(kTool, Error(Errc::NotFound, fmt::format("{} not found", p)));
+    if (backing_only) {
+      if (n->is_dir())
+        return tools::fail(kTool,
+                           Error(Errc::InvalidArgument, fmt::format("{} is a directory", p)));
+      const Node* t = n->target();
+      bool external = t->is_reg() && t->payload && !t->payload->empty();
+      print(fmt::format("{} {}\n", p, external ? *t->payload : std::string("inline")));
+      continue;
+    }
+    // The lines of this path and, for a directory, of everything below it.
+    std::string esc = dump::escape(abs, dump::kEscapeStandard);
+    for (size_t pos = 0; pos < all.size();) {
+      size_t end = all.find('\n', pos);
+      if (end == std::string::npos) end = all.size();
+      std::string_view line(all.data() + pos, end - pos);
+      std::string_view path = line.substr(0, line.find(' '));
+      bool under = path == esc ||
+                   (n->is_dir() && path.size() > esc.size() && path.substr(0, esc.size()) == esc &&
+                    (esc == "/" || path[esc.size()] == '/'));
+      if (under) print(std::string(line) + "\n");
+      pos = end + 1;
+    }
+  }
+  return finish_output();
 }
 
 }  // namespace
@@ -528,7 +570,7 @@ int main(int argc, char** argv) {
   if (c_compute->parsed()) return cmd_compute_id(g, fs, false);
   if (c_dumpfile->parsed()) return cmd_compute_id(g, fs, true);
   if (c_objects->parsed()) return cmd_image_objects(g, objects_name);
-  if (c_dump->parsed()) return not_yet("dump-files (it needs the EROFS reader)");
+  if (c_dump->parsed()) return cmd_dump_files(g, dump_image, dump_paths, backing_only);
   if (c_fsck->parsed()) return cmd_fsck(g, fsck_json);
   if (tools::oci_cli::parsed(oci.get()))
     return tools::oci_cli::run(

@@ -131,6 +131,8 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
       auto it = images.find(name);
       if (it == images.end()) continue;  // a dangling ref: pruned below
       live.insert(it->second);
+      if (!parse_hex_digest(name, alg()))
+        return errorf(Errc::Corrupt, "images/{}: an image entry must be named by its digest", name);
       auto img = open_image(name);
       if (!img) return tl::unexpected(std::move(img.error()).context("images/" + name));
       auto objs = image_object_digests(img->fd.get());

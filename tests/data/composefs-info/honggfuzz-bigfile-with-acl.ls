@@ -1,0 +1,1 @@
+/something-with-acls-and-overlay
