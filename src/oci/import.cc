@@ -5,6 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
 #include "oci/tar.h"
 
 namespace cfs::oci {
@@ -40,6 +47,71 @@ Status read_up_to_data(TarReader& tar, std::span<uint8_t> out) {
   return {};
 }
 
+// Stores objects on worker threads while the tar stream is read on the
+// caller's: digests are computed in order by the reader (the split stream
+// needs them), the writes and the repository's verification run in
+// parallel.  Jobs in flight are bounded, and so is the memory they hold.
+class StorePool {
+ public:
+  explicit StorePool(unsigned threads) : max_inflight_(2 * threads) {
+    for (unsigned i = 0; i < threads; i++) threads_.emplace_back([this] { work(); });
+  }
+  ~StorePool() { (void)finish(); }
+
+  // False when an earlier job failed (finish() reports it).
+  bool submit(std::function<Status()> job) {
+    std::unique_lock lock(mu_);
+    room_.wait(lock, [&] { return inflight_ < max_inflight_ || error_; });
+    if (error_) return false;
+    queue_.push_back(std::move(job));
+    inflight_++;
+    ready_.notify_one();
+    return true;
+  }
+  Status finish() {
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+    }
+    ready_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    if (error_) return tl::unexpected(*error_);
+    return {};
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::function<Status()> job;
+      {
+        std::unique_lock lock(mu_);
+        ready_.wait(lock, [&] { return !queue_.empty() || closing_; });
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      Status st = job();
+      std::lock_guard lock(mu_);
+      inflight_--;
+      if (!st && !error_) {
+        error_ = std::move(st.error());
+        queue_.clear();
+      }
+      room_.notify_all();
+    }
+  }
+
+  size_t max_inflight_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable ready_, room_;
+  std::deque<std::function<Status()>> queue_;
+  size_t inflight_ = 0;
+  bool closing_ = false;
+  std::optional<Error> error_;
+};
+
 }  // namespace
 
 Result<std::string> read_object(const Store& s, const fsverity::Digest& d, size_t max_size) {
@@ -59,6 +131,7 @@ Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
   fsverity::Params params;
   params.alg = store.alg();
   std::vector<uint8_t> buf(1 << 20);
+  StorePool pool(std::max(1u, std::min(8u, std::thread::hardware_concurrency())));
   for (;;) {
     CFS_TRY_ASSIGN(auto e, tar.next());
     if (!e) break;
@@ -77,16 +150,25 @@ Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
     }
     fsverity::Hasher hasher(params);
     fsverity::Digest digest;
+    std::string where = fmt::format("tar entry '{}' at offset {}", e->path, e->offset);
+    uint64_t size = e->size;
     if (e->size <= kMemFileMax) {
-      std::vector<uint8_t> data(e->size);
-      auto st = read_up_to_data(tar, data);
+      auto data = std::make_shared<std::vector<uint8_t>>(e->size);
+      auto st = read_up_to_data(tar, *data);
       if (!st) return ctx(st.error());
-      digest = fsverity::digest_of(data, params);
+      digest = fsverity::digest_of(*data, params);
       if (!store.has_object(digest)) {
-        auto d = store.store_bytes(data);
-        if (!d) return ctx(d.error());
-        stats.new_objects++;
-        stats.new_bytes += e->size;
+        bool ok = pool.submit([&store, &stats, data, digest, where, size]() -> Status {
+          bool had = store.has_object(digest);
+          auto d = store.store_bytes(*data);
+          if (!d) return tl::unexpected(std::move(d.error()).context(where));
+          if (!had) {
+            stats.new_objects++;
+            stats.new_bytes += size;
+          }
+          return {};
+        });
+        if (!ok) break;
       }
     } else {
       auto fd = tmpfile_in(store.tmp_dirfd());
@@ -103,16 +185,23 @@ Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
       digest = hasher.finish();
       // The store reads the file from its current offset.
       if (::lseek(fd->get(), 0, SEEK_SET) < 0) return ctx(Error(Errc::Io, "lseek on a temporary"));
-      auto fresh = store.store_object(fd->get(), e->size, digest);
-      if (!fresh) return ctx(fresh.error());
-      if (*fresh) {
-        stats.new_objects++;
-        stats.new_bytes += e->size;
-      }
+      auto shared_fd = std::make_shared<UniqueFd>(std::move(*fd));
+      bool ok = pool.submit([&store, &stats, shared_fd, digest, where, size]() -> Status {
+        auto fresh = store.store_object(shared_fd->get(), size, digest);
+        if (!fresh) return tl::unexpected(std::move(fresh.error()).context(where));
+        if (*fresh) {
+          stats.new_objects++;
+          stats.new_bytes += size;
+        }
+        return {};
+      });
+      if (!ok) break;
     }
     stats.objects++;
     CFS_TRY(w.write_external(digest, e->size));
   }
+  // Every object stored (or the first failure) before the stream exists.
+  CFS_TRY(pool.finish());
   return w.finish();
 }
 
