@@ -234,8 +234,8 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
   if (o->layer->parsed()) {
     if (::isatty(STDOUT_FILENO))
       return fail(kTool, Error(Errc::InvalidArgument,
-                               "Refusing to write tar data to terminal. Redirect to a file, pipe "
-                               "to tar, or use --json for metadata."));
+                               "Refusing to write tar data to terminal. Redirect to a file or "
+                               "pipe to tar."));
     if (auto st = oci::write_layer_tar(store, o->digest, STDOUT_FILENO); !st)
       return fail(kTool, st.error());
     return 0;
