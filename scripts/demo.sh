@@ -30,6 +30,21 @@ echo "== cfsctl: a repository, the same tree stored in it, its image digest"
 "$bin/cfsctl" --repo "$work/repo" fsck | tail -n 1
 
 echo
+echo "== cfsctl oci: demo/rootfs as an OCI image (made by umoci), pulled into a repository"
+if [[ $(id -u) -ne 0 ]] || ! command -v umoci >/dev/null; then
+  echo "(skipped: needs root and umoci)"
+else
+  (cd "$work" && umoci init --layout oci && umoci new --image oci:demo &&
+    umoci unpack --image oci:demo bundle >/dev/null && cp -a rootfs/. bundle/rootfs/ &&
+    umoci repack --image oci:demo bundle && rm -rf bundle) >/dev/null
+  "$bin/cfsctl" --repo "$work/repo" init --insecure --algorithm fsverity-sha256-12 >/dev/null
+  "$bin/cfsctl" --repo "$work/repo" oci pull "oci:$work/oci:demo" demo
+  echo "image id of the pulled image, and of the same tree read from disk (equal):"
+  "$bin/cfsctl" --repo "$work/repo" oci compute-id demo
+  "$bin/cfsctl" --repo "$work/repo" compute-id "$work/rootfs"
+fi
+
+echo
 echo "== mount.composefs: mount the image, list it, unmount"
 if [[ $(id -u) -ne 0 ]]; then
   echo "(skipped: mounting needs root; 'sudo make demo' shows it)"

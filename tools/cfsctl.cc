@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "base/fd.h"
+#include "cfsctl_oci.h"
 #include "common.h"
 #include "dump/dump.h"
 #include "erofs/reader.h"
@@ -359,13 +360,7 @@ int cmd_cat(const Global& g, const std::string& name) {
   if (!repo) return tools::fail(kTool, repo.error());
   if (auto st = validate_stream_name(name.substr(0, 5) == "refs/" ? "x" : name); !st)
     return tools::fail(kTool, st.error());
-  std::string rel = "streams/" + name;
-  struct stat st;
-  if (::fstatat(repo->dirfd(), rel.c_str(), &st, 0) < 0)
-    return tools::fail(kTool, Error(Errc::NotFound, fmt::format("no such stream: {}", name)));
-  return tools::fail(
-      kTool,
-      Error(Errc::Unsupported, fmt::format("{}: reading split streams is not supported yet", rel)));
+  return tools::oci_cli::cat(*repo, name);
 }
 
 struct MountArgs {
@@ -547,6 +542,8 @@ int main(int argc, char** argv) {
   auto* c_fsck = app.add_subcommand("fsck", "Check the repository's integrity");
   c_fsck->add_flag("--json", fsck_json, "JSON output (exit status 0 unless the check fails)");
 
+  auto oci = tools::oci_cli::add_commands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -575,5 +572,9 @@ int main(int argc, char** argv) {
   if (c_objects->parsed()) return cmd_image_objects(g, objects_name);
   if (c_dump->parsed()) return cmd_dump_files(g, dump_image, dump_paths, backing_only);
   if (c_fsck->parsed()) return cmd_fsck(g, fsck_json);
+  if (tools::oci_cli::parsed(oci.get()))
+    return tools::oci_cli::run(
+        oci.get(), [&] { return open_repo(g); },
+        [&](const Repository& r) { return image_format(g, r); });
   return tools::usage_error(kTool, "no command given");
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "oci/splitstream.h"
 #include "repository/names.h"
 #include "repository/repository.h"
 #include "repository/walk.h"
@@ -226,7 +227,28 @@ Result<FsckResult> Repository::fsck() const {
         add(r, "stream-open-failed", fmt::format("{}: not a link to an object", rel));
         continue;
       }
-      if (streams) continue;  // split stream contents: checked once streams can be read
+      if (streams) {
+        // The split stream parses, and every object and stream it names exists.
+        auto file = read_file(fd, rel, size_t{1} << 32);
+        auto ss = file ? oci::SplitStreamReader::open(std::move(*file), alg(), std::nullopt)
+                       : Result<oci::SplitStreamReader>(tl::unexpected(file.error()));
+        if (!ss) {
+          corrupted++;
+          add(r, "stream-open-failed", fmt::format("{}: {}", rel, ss.error().message()));
+          continue;
+        }
+        for (const auto& o : ss->object_refs())
+          if (!has_object(o)) {
+            r.missing_objects++;
+            add(r, "missing-object-ref", fmt::format("{}: {}", rel, o.hex()));
+          }
+        for (const auto& [name, o] : ss->named_refs())
+          if (!has_object(o)) {
+            r.missing_objects++;
+            add(r, "missing-named-ref", fmt::format("{}: {} ({})", rel, o.hex(), name));
+          }
+        continue;
+      }
 
       int ifd = ::openat(fd, rel.c_str(), O_RDONLY | O_CLOEXEC);
       if (ifd < 0) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "oci/splitstream.h"
 #include "repository/names.h"
 #include "repository/repository.h"
 #include "repository/walk.h"
@@ -144,19 +145,38 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
       }
     }
 
-    // Streams: reading split streams comes with OCI support; until then a
-    // rooted stream's objects cannot be known, so nothing is deleted.
+    // Streams (composefs-rs's walk_streams): a rooted stream keeps its own
+    // object, every object it references, and every named ref; a named ref
+    // that is itself a stream (a config's layers, a manifest's config) is
+    // walked in turn.
     CFS_TRY_ASSIGN(auto streams, category_entries(fd, "streams", alg()));
     std::set<std::string> root_streams;
     CFS_TRY(ref_targets(fd, "streams/refs", root_streams));
     for (const auto& [name, d] : streams)
       if (extra.count(name)) root_streams.insert(name);
-    for (const auto& name : root_streams) {
-      if (streams.count(name))
-        return errorf(Errc::Unsupported,
-                      "streams/{} is a root, but reading split streams is not supported yet; "
-                      "refusing to collect garbage (it could delete objects the stream needs)",
-                      name);
+    std::set<Digest> stream_ids;
+    for (const auto& [name, d] : streams) stream_ids.insert(d);
+    std::vector<Digest> todo;
+    for (const auto& name : root_streams)
+      if (auto it = streams.find(name); it != streams.end()) todo.push_back(it->second);
+    std::set<Digest> walked;
+    while (!todo.empty()) {
+      Digest d = todo.back();
+      todo.pop_back();
+      if (!walked.insert(d).second) continue;
+      live.insert(d);
+      if (!has_object(d)) continue;  // a dangling stream: pruned below
+      auto file = read_file(fd, object_path(d), size_t{1} << 32);
+      if (!file) return tl::unexpected(std::move(file.error()).context("split stream " + d.hex()));
+      auto ss = oci::SplitStreamReader::open(std::move(*file), alg(), std::nullopt);
+      // An unreadable rooted stream: its objects cannot be known, so refuse
+      // rather than delete what it may need.
+      if (!ss) return tl::unexpected(std::move(ss.error()).context("split stream " + d.hex()));
+      for (const auto& o : ss->object_refs()) live.insert(o);
+      for (const auto& [name, o] : ss->named_refs()) {
+        live.insert(o);
+        if (stream_ids.count(o)) todo.push_back(o);
+      }
     }
 
     // Objects nothing reaches.

@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: Apache-2.0
+// Tar layers into split streams (headers and small files inline, larger files
+// as objects) and back into a merged filesystem.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "oci/io.h"
+#include "oci/layers.h"
+#include "oci/splitstream.h"
+#include "oci/store.h"
+
+namespace cfs::oci {
+
+struct ImportStats {
+  std::atomic<uint64_t> objects{0};      // external files seen
+  std::atomic<uint64_t> new_objects{0};  // of which were not stored before
+  std::atomic<uint64_t> new_bytes{0};
+  std::atomic<uint64_t> inline_bytes{0};
+};
+
+// Splits an uncompressed tar stream: every tar byte is kept (so the stream
+// reassembles exactly), regular files over kInlineMax bytes become objects.
+// Returns the split stream file (not yet stored).
+Result<std::string> split_tar(Reader& tar, Store& store, ImportStats& stats);
+
+// Writes the whole reassembled stream to `out_fd`, optionally hashing it.
+Status cat_stream(const Store& store, SplitStreamReader& r, int out_fd, Sha256* sha = nullptr);
+
+// Adds the entries of a stored layer to `merger` (one layer).
+Status merge_layer_stream(const Store& store, SplitStreamReader& r, LayerMerger& merger,
+                          const std::string& layer_name);
+
+}  // namespace cfs::oci

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+// Pulling an image into a repository, and the operations on stored images
+// (composefs-rs's storage model: oci-manifest-<digest>, oci-config-<digest>
+// and oci-layer-<diff_id> split streams, tags under streams/refs/oci/).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "oci/import.h"
+#include "oci/source.h"
+#include "oci/store.h"
+#include "tree/tree.h"
+
+namespace cfs::oci {
+
+// Named refs of the config stream that lead to the EROFS image
+// (composefs-rs: V2 images under the first, format 0/1 under the second).
+inline constexpr std::string_view kImageRefV2 = "composefs.image";
+inline constexpr std::string_view kImageRefV1 = "composefs.image.v1";
+
+std::string manifest_stream_id(std::string_view digest);  // oci-manifest-<digest>
+std::string config_stream_id(std::string_view digest);    // oci-config-<digest>
+std::string layer_stream_id(std::string_view diff_id);    // oci-layer-<diff_id>
+// Tags are files below streams/refs/oci/: '%' -> %25 and '/' -> %2F.
+std::string encode_tag(std::string_view tag);
+std::string decode_tag(std::string_view encoded);
+Status validate_tag(std::string_view tag);
+
+struct Progress {
+  std::string layer;   // digest
+  uint64_t done = 0;   // compressed bytes read
+  uint64_t total = 0;  // compressed size
+  bool finished = false;
+  bool skipped = false;  // already stored
+};
+
+struct PullOptions {
+  SourceOptions source;
+  unsigned jobs = 0;                              // parallel layer downloads; 0: min(layers, 4)
+  std::function<void(const Progress&)> progress;  // called from worker threads
+};
+
+struct PullResult {
+  std::string manifest_digest;
+  std::string config_digest;
+  fsverity::Digest manifest_verity;
+  fsverity::Digest config_verity;
+  fsverity::Digest image_id;
+  uint64_t layers_fetched = 0, layers_present = 0;
+  uint64_t new_objects = 0, present_objects = 0, new_bytes = 0, inline_bytes = 0;
+  // composefs-rs's "objects" line.
+  std::string stats_line() const;
+};
+
+// Pulls `source` and tags it as `tag`.  Layers already stored are not
+// fetched; every blob is verified (compressed digest and size, diff_id)
+// before its stream is registered; the tag is written last.
+Result<PullResult> pull(Store& store, const std::string& source, const std::string& tag,
+                        const PullOptions& opts);
+
+// A stored image, found by tag or by "@sha256:…" / "sha256:…" manifest digest.
+struct StoredImage {
+  std::string manifest_digest;
+  fsverity::Digest manifest_verity;
+  std::string manifest_json;
+  Manifest manifest;
+  std::string config_digest;
+  fsverity::Digest config_verity;
+  std::string config_json;
+  ImageConfig config;
+  std::map<std::string, fsverity::Digest> layers;  // diff_id -> layer stream
+  std::optional<fsverity::Digest> image;           // the EROFS image, if linked
+};
+Result<StoredImage> open_image(const Store& store, const std::string& name);
+
+struct TagInfo {
+  std::string name;
+  std::string manifest_digest;
+};
+Result<std::vector<TagInfo>> list_tags(const Store& store);
+Status tag_image(Store& store, const std::string& manifest_digest, const std::string& tag);
+Status untag_image(Store& store, const std::string& tag);
+
+// The merged, transformed filesystem of a stored image.
+Result<Tree> image_tree(const Store& store, const StoredImage& img);
+
+// Writes a layer's tar (by diff_id) to `fd`.
+Status write_layer_tar(const Store& store, const std::string& diff_id, int fd);
+
+// Checks every tagged image: manifest and config bytes against their
+// digests, layer streams against their diff_ids, the linked EROFS present.
+// Returns the problems found (empty: all good).
+Result<std::vector<std::string>> fsck_images(const Store& store);
+
+}  // namespace cfs::oci

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "oci/repo_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+
+#include "repository/names.h"
+#include "tree/tree.h"
+
+namespace cfs::oci {
+namespace {
+
+Result<std::optional<std::string>> read_link(int dirfd, const std::string& rel) {
+  std::string buf(kPathMax, '\0');
+  ssize_t n = ::readlinkat(dirfd, rel.c_str(), buf.data(), buf.size());
+  if (n < 0) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    return sys_error("readlink " + rel);
+  }
+  buf.resize(static_cast<size_t>(n));
+  return std::optional<std::string>(std::move(buf));
+}
+
+}  // namespace
+
+Result<bool> RepoStore::store_object(int fd, uint64_t size, const fsverity::Digest& d) {
+  CFS_TRY_ASSIGN(auto r, repo_.store_object(fd, size, d));
+  return r == repository::StoreResult::Written;
+}
+
+Result<fsverity::Digest> RepoStore::store_bytes(std::span<const uint8_t> data) {
+  return repo_.store_bytes(data);
+}
+
+Result<UniqueFd> RepoStore::open_object(const fsverity::Digest& d) const {
+  return repo_.open_object(d);
+}
+
+Result<std::optional<fsverity::Digest>> RepoStore::stream(const std::string& id) const {
+  CFS_TRY_ASSIGN(auto t, read_link(repo_.dirfd(), "streams/" + id));
+  if (!t) return std::optional<fsverity::Digest>();
+  // "../objects/xx/rest": the digest is the last two components.
+  size_t s2 = t->rfind('/');
+  size_t s1 = s2 == std::string::npos || s2 == 0 ? std::string::npos : t->rfind('/', s2 - 1);
+  if (s1 == std::string::npos || !t->starts_with("../"))
+    return errorf(Errc::Corrupt, "streams/{} -> '{}' is not an object", id, *t);
+  auto d = fsverity::Digest::from_hex(alg(), t->substr(s1 + 1, s2 - s1 - 1) + t->substr(s2 + 1));
+  if (!d) return errorf(Errc::Corrupt, "streams/{} -> '{}' is not an object", id, *t);
+  if (!repo_.has_object(*d)) return std::optional<fsverity::Digest>();
+  return std::optional<fsverity::Digest>(*d);
+}
+
+Status RepoStore::register_stream(const std::string& id, const fsverity::Digest& d) {
+  CFS_TRY(repository::validate_stream_name(id));
+  // A visible stream implies its objects are on disk (composefs-rs syncs too).
+  CFS_TRY(repo_.sync());
+  return repo_.symlink("streams/" + id, repo_.object_path(d));
+}
+
+Status RepoStore::set_stream_ref(const std::string& ref, const std::string& id) {
+  std::string link = "streams/refs/" + ref;
+  if (id.empty()) {
+    if (::unlinkat(repo_.dirfd(), link.c_str(), 0) < 0) return sys_error("cannot remove " + link);
+    return {};
+  }
+  return repo_.symlink(link, "streams/" + id);
+}
+
+Result<std::optional<std::string>> RepoStore::stream_ref(const std::string& ref) const {
+  CFS_TRY_ASSIGN(auto t, read_link(repo_.dirfd(), "streams/refs/" + ref));
+  if (!t) return std::optional<std::string>();
+  return std::optional<std::string>(t->substr(t->rfind('/') + 1));
+}
+
+Result<std::vector<std::string>> RepoStore::list_stream_refs(const std::string& sub) const {
+  std::vector<std::string> out;
+  std::string rel = "streams/refs/" + sub;
+  int fd = ::openat(repo_.dirfd(), rel.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ENOENT) return out;
+    return sys_error("cannot open " + rel);
+  }
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    return sys_error("fdopendir");
+  }
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != ".." && e->d_type == DT_LNK) out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+Result<fsverity::Digest> RepoStore::write_image(std::span<const uint8_t> image) {
+  return repo_.write_image(image, std::nullopt);
+}
+
+}  // namespace cfs::oci

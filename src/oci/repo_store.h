@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+// The OCI Store interface over a composefs repository.
+#pragma once
+
+#include "oci/store.h"
+#include "repository/repository.h"
+
+namespace cfs::oci {
+
+class RepoStore : public Store {
+ public:
+  // `erofs_version`: the format of the images written (the repository's).
+  RepoStore(repository::Repository& repo, uint32_t erofs_version)
+      : repo_(repo), erofs_version_(erofs_version) {}
+  fsverity::HashAlg alg() const override { return repo_.alg(); }
+  uint32_t erofs_version() const override { return erofs_version_; }
+  int tmp_dirfd() const override { return repo_.dirfd(); }
+  Result<bool> store_object(int fd, uint64_t size, const fsverity::Digest& d) override;
+  Result<fsverity::Digest> store_bytes(std::span<const uint8_t> data) override;
+  Result<UniqueFd> open_object(const fsverity::Digest& d) const override;
+  bool has_object(const fsverity::Digest& d) const override { return repo_.has_object(d); }
+  Result<std::optional<fsverity::Digest>> stream(const std::string& id) const override;
+  Status register_stream(const std::string& id, const fsverity::Digest& d) override;
+  Status set_stream_ref(const std::string& ref, const std::string& id) override;
+  Result<std::optional<std::string>> stream_ref(const std::string& ref) const override;
+  Result<std::vector<std::string>> list_stream_refs(const std::string& dir) const override;
+  Result<fsverity::Digest> write_image(std::span<const uint8_t> image) override;
+
+ private:
+  repository::Repository& repo_;
+  uint32_t erofs_version_;
+};
+
+}  // namespace cfs::oci

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "cfsctl_oci.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "common.h"
+#include "dump/dump.h"
+#include "mount/mount.h"
+#include "oci/pull.h"
+#include "oci/repo_store.h"
+#include "repository/container_root.h"
+#include "repository/metadata.h"
+
+namespace cfs::tools::oci_cli {
+namespace {
+
+constexpr const char* kTool = "cfsctl";
+using json = nlohmann::json;
+
+void print(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+int done() {
+  if (std::fflush(stdout) != 0) return fail(kTool, Error(Errc::Io, "cannot write stdout"));
+  return 0;
+}
+
+// One status line on a terminal while layers download.
+class ProgressLine {
+ public:
+  explicit ProgressLine(size_t) : tty_(::isatty(STDERR_FILENO)) {}
+  ~ProgressLine() {
+    if (shown_) std::fputs("\r\033[K", stderr);
+  }
+  void update(const oci::Progress& p) {
+    if (!tty_) return;
+    std::lock_guard lock(mu_);
+    auto& s = layers_[p.layer];
+    s = p;
+    uint64_t done_bytes = 0, total = 0;
+    size_t finished = 0;
+    for (auto& [k, v] : layers_) {
+      done_bytes += v.done;
+      total += v.total;
+      finished += v.finished;
+    }
+    std::fprintf(stderr, "\r\033[KFetching layers: %zu/%zu done, %.1f/%.1f MiB", finished,
+                 layers_.size(), done_bytes / 1048576.0, total / 1048576.0);
+    shown_ = true;
+  }
+
+ private:
+  bool tty_;
+  bool shown_ = false;
+  std::mutex mu_;
+  std::map<std::string, oci::Progress> layers_;
+};
+
+}  // namespace
+
+struct Options {
+  CLI::App* oci = nullptr;
+  CLI::App *pull = nullptr, *images = nullptr, *inspect = nullptr, *tag = nullptr, *untag = nullptr,
+           *layer = nullptr, *dump = nullptr, *compute = nullptr, *mount = nullptr, *fsck = nullptr;
+  std::string source, name, digest, mountpoint, creds, authfile;
+  bool tls_verify = true, json = false, manifest = false, config = false;
+  unsigned jobs = 0;
+};
+
+std::shared_ptr<Options> add_commands(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  o->oci = app.add_subcommand("oci", "Commands for dealing with OCI images and layers");
+  o->oci->require_subcommand(1);
+  o->pull = o->oci->add_subcommand("pull", "Pull an image and build its composefs image");
+  o->pull
+      ->add_option("IMAGE", o->source,
+                   "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REPO:TAG] or "
+                   "docker://HOST/REPO[:TAG|@DIGEST]")
+      ->required();
+  o->pull->add_option("NAME", o->name, "Tag for the image (default: IMAGE as given)");
+  o->pull
+      ->add_option("--tls-verify", o->tls_verify,
+                   "Verify TLS certificates (false also allows plain http)")
+      ->default_val(true);
+  o->pull->add_option("--creds", o->creds, "USER:PASSWORD for the registry");
+  o->pull->add_option("--authfile", o->authfile, "containers-auth.json(5) file");
+  o->pull->add_option("-j,--jobs", o->jobs, "Layers fetched at once (default 4)");
+  o->images = o->oci->add_subcommand("images", "List the tagged images");
+  o->images->alias("list-images");
+  o->images->add_flag("--json", o->json, "JSON output");
+  o->inspect = o->oci->add_subcommand("inspect", "Print an image's manifest and config");
+  o->inspect->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
+  auto* m = o->inspect->add_flag("--manifest", o->manifest, "Only the manifest JSON, as stored");
+  auto* c = o->inspect->add_flag("--config", o->config, "Only the config JSON, as stored");
+  m->excludes(c);
+  o->tag = o->oci->add_subcommand("tag", "Tag a stored manifest");
+  o->tag->add_option("MANIFEST_DIGEST", o->digest, "sha256:…")->required();
+  o->tag->add_option("NAME", o->name, "Tag")->required();
+  o->untag = o->oci->add_subcommand("untag", "Remove a tag");
+  o->untag->add_option("NAME", o->name, "Tag")->required();
+  o->layer = o->oci->add_subcommand("layer", "Write a layer's uncompressed tar to stdout");
+  o->layer->add_option("DIFF_ID", o->digest, "sha256:…")->required();
+  o->dump = o->oci->add_subcommand("dump", "Print an image's filesystem as a dump file");
+  o->dump->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
+  o->compute = o->oci->add_subcommand("compute-id", "Print an image's composefs image id");
+  o->compute->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
+  o->mount = o->oci->add_subcommand("mount", "Mount an image's composefs image");
+  o->mount->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
+  o->mount->add_option("MOUNTPOINT", o->mountpoint, "Where")->required();
+  o->fsck = o->oci->add_subcommand("fsck", "Check the stored images");
+  o->fsck->add_option("IMAGE", o->name, "Only this image");
+  o->fsck->add_flag("--json", o->json, "JSON output");
+  return o;
+}
+
+bool parsed(const Options* o) { return o && o->oci->parsed(); }
+
+int cat(repository::Repository& repo, const std::string& name) {
+  oci::RepoStore store(repo, 1);
+  auto id = store.stream(name.starts_with("refs/") ? name : name);
+  if (!id) return fail(kTool, id.error());
+  if (!*id) return fail(kTool, Error(Errc::NotFound, fmt::format("no such stream: {}", name)));
+  auto file = oci::read_object(store, **id, size_t{1} << 32);
+  if (!file) return fail(kTool, file.error());
+  auto r = oci::SplitStreamReader::open(std::move(*file), repo.alg(), std::nullopt);
+  if (!r) return fail(kTool, std::move(r.error()).context("streams/" + name));
+  if (auto st = oci::cat_stream(store, *r, STDOUT_FILENO); !st) return fail(kTool, st.error());
+  return 0;
+}
+
+int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
+  auto repo = open_repo();
+  if (!repo) return fail(kTool, repo.error());
+  auto fmt_version = format(*repo);
+  if (!fmt_version) return fail(kTool, fmt_version.error());
+  oci::RepoStore store(*repo, *fmt_version);
+
+  if (o->pull->parsed()) {
+    if (auto st = repo->ensure_writable(); !st) return fail(kTool, st.error());
+    oci::PullOptions po;
+    po.source.tls_verify = o->tls_verify;
+    po.source.credentials = o->creds;
+    po.source.authfile = o->authfile;
+    po.jobs = o->jobs;
+    std::string tag = o->name.empty() ? o->source : o->name;
+    oci::PullResult res;
+    {
+      ProgressLine line(0);
+      po.progress = [&](const oci::Progress& p) { line.update(p); };
+      auto r = oci::pull(store, o->source, tag, po);
+      if (!r) return fail(kTool, r.error());
+      res = std::move(*r);
+    }
+    print(fmt::format("manifest {}\n", res.manifest_digest));
+    print(fmt::format("config   {}\n", res.config_digest));
+    print(fmt::format("verity   {}\n", res.manifest_verity.hex()));
+    print(fmt::format("tagged   {}\n", tag));
+    print(fmt::format("objects  {}\n", res.stats_line()));
+    return done();
+  }
+  if (o->images->parsed()) {
+    auto tags = oci::list_tags(store);
+    if (!tags) return fail(kTool, tags.error());
+    json arr = json::array();
+    std::vector<std::array<std::string, 5>> rows;
+    for (auto& t : *tags) {
+      auto img = oci::open_image(store, t.name);
+      if (!img) {
+        std::fprintf(stderr, "cfsctl: skipping image %s: %s\n", t.name.c_str(),
+                     img.error().message().c_str());
+        continue;
+      }
+      json cfg = json::parse(img->config_json, nullptr, false);
+      json created = cfg.is_object() && cfg.contains("created") ? cfg["created"] : json(nullptr);
+      arr.push_back({{"name", t.name},
+                     {"manifest_digest", t.manifest_digest},
+                     {"is_container", true},
+                     {"architecture", img->config.architecture},
+                     {"os", img->config.os},
+                     {"created", created},
+                     {"layer_count", img->manifest.layers.size()},
+                     {"referrer_count", 0}});
+      rows.push_back({t.name, t.manifest_digest.substr(7, 12), img->config.architecture,
+                      std::to_string(img->manifest.layers.size()), "0"});
+    }
+    if (o->json) {
+      print(json{{"images", arr}}.dump(2) + "\n");
+    } else if (rows.empty()) {
+      print("No images found\n");
+    } else {
+      std::array<size_t, 5> w{4, 6, 4, 6, 4};
+      for (auto& r : rows)
+        for (size_t i = 0; i < 5; i++) w[i] = std::max(w[i], r[i].size());
+      auto line = [&](const std::array<std::string, 5>& r) {
+        std::string s;
+        for (size_t i = 0; i < 5; i++)
+          s += fmt::format("{:<{}}{}", r[i], w[i], i + 1 < 5 ? "  " : "\n");
+        print(s);
+      };
+      line({"NAME", "DIGEST", "ARCH", "LAYERS", "REFS"});
+      for (auto& r : rows) line(r);
+    }
+    return done();
+  }
+  if (o->inspect->parsed()) {
+    auto img = oci::open_image(store, o->name);
+    if (!img) return fail(kTool, img.error());
+    if (o->manifest)
+      print(img->manifest_json + "\n");
+    else if (o->config)
+      print(img->config_json + "\n");
+    else
+      print(json{{"manifest", img->manifest_json},
+                 {"config", img->config_json},
+                 {"referrers", json::array()},
+                 {"composefs_erofs", img->image ? json(img->image->hex()) : json(nullptr)}}
+                .dump(2) +
+            "\n");
+    return done();
+  }
+  if (o->tag->parsed()) {
+    if (auto st = oci::tag_image(store, o->digest, o->name); !st) return fail(kTool, st.error());
+    print(fmt::format("Tagged {} as {}\n", o->digest, o->name));
+    return done();
+  }
+  if (o->untag->parsed()) {
+    if (auto st = oci::untag_image(store, o->name); !st) return fail(kTool, st.error());
+    print(fmt::format("Removed tag {}\n", o->name));
+    return done();
+  }
+  if (o->layer->parsed()) {
+    if (::isatty(STDOUT_FILENO))
+      return fail(kTool, Error(Errc::InvalidArgument,
+                               "Refusing to write tar data to terminal. Redirect to a file or "
+                               "pipe to tar."));
+    if (auto st = oci::write_layer_tar(store, o->digest, STDOUT_FILENO); !st)
+      return fail(kTool, st.error());
+    return 0;
+  }
+  if (o->dump->parsed() || o->compute->parsed()) {
+    auto img = oci::open_image(store, o->name);
+    if (!img) return fail(kTool, img.error());
+    auto tree = oci::image_tree(store, *img);
+    if (!tree) return fail(kTool, tree.error());
+    if (o->dump->parsed()) {
+      std::string out;
+      dump::write(*tree, [&](std::string_view s) {
+        out += s;
+        if (out.size() > (1 << 16)) {
+          print(out);
+          out.clear();
+        }
+      });
+      print(out);
+      return done();
+    }
+    auto image = repository::build_image(*tree, *fmt_version);
+    if (!image) return fail(kTool, image.error());
+    fsverity::Params p;
+    p.alg = repo->alg();
+    print(fsverity::digest_of(*image, p).hex() + "\n");
+    return done();
+  }
+  if (o->mount->parsed()) {
+    auto img = oci::open_image(store, o->name);
+    if (!img) return fail(kTool, img.error());
+    if (!img->image)
+      return fail(kTool, Error(Errc::NotFound,
+                               "No composefs EROFS image linked — try re-pulling the image"));
+    // By digest: the image is verified against the id the config names.
+    auto erofs = repo->open_image(img->image->hex());
+    if (!erofs) return fail(kTool, erofs.error());
+    mount::Options mo;
+    mo.basedirs = {repo->path() + "/objects"};
+    mo.expected_digest = erofs->digest;
+    mo.allow_insecure = repo->insecure();
+    mo.verity = repo->insecure() ? mount::Verity::Off : mount::Verity::Require;
+    mo.read_only = true;
+    mo.source = "composefs:" + img->image->hex();
+    auto mounted = mount::mount_image_fd(erofs->fd.get(), o->mountpoint, mo);
+    if (!mounted) return fail(kTool, mounted.error());
+    for (const auto& n : mounted->notes) std::fprintf(stderr, "%s: %s\n", kTool, n.c_str());
+    return 0;
+  }
+  if (o->fsck->parsed()) {
+    auto problems = oci::fsck_images(store);
+    if (!problems) return fail(kTool, problems.error());
+    auto repo_fsck = repo->fsck();
+    if (!repo_fsck) return fail(kTool, repo_fsck.error());
+    if (o->json) {
+      print(json{{"ok", problems->empty() && repo_fsck->ok()},
+                 {"oci_errors", *problems},
+                 {"repository", json::parse(repo_fsck->to_json(), nullptr, false)}}
+                .dump(2) +
+            "\n");
+      return done();
+    }
+    print(repo_fsck->to_text());
+    for (auto& p : *problems) print(fmt::format("  - oci: {}\n", p));
+    print(fmt::format("oci: {}\n", problems->empty() ? "ok" : "errors found"));
+    done();
+    if (!problems->empty() || !repo_fsck->ok())
+      return fail(kTool, Error(Errc::Corrupt, "OCI integrity check failed"));
+    return 0;
+  }
+  return usage_error(kTool, "no oci command given");
+}
+
+}  // namespace cfs::tools::oci_cli
