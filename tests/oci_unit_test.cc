@@ -350,6 +350,41 @@ TEST(LayerMerger, WhiteoutsOpaqueDirectoriesAndHardlinks) {
   EXPECT_EQ(t->lookup("/usr/big")->nlink, 2u);
 }
 
+TEST(LayerMerger, OpaqueDirectoryReplacingALowerSymlinkOrFile) {
+  // `rm x; mkdir x` in one build step: the upper layer has the directory and
+  // its opaque marker where the lower layer had a symlink (or a file).
+  std::string l1 =
+      TarBuilder().dir("usr").dir("var").symlink("var/run", "../run").file("var/f", "1").finish();
+  std::string l2 = TarBuilder()
+                       .dir("var/run")
+                       .file("var/run/.wh..wh..opq", "")
+                       .file("var/run/a", "2")
+                       .dir("var/f")
+                       .file("var/f/.wh.gone", "")
+                       .finish();
+  auto t = merge({l1, l2});
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(paths(*t),
+            (std::vector<std::string>{"/", "/usr", "/var", "/var/f", "/var/run", "/var/run/a"}));
+  EXPECT_TRUE(S_ISDIR(t->lookup("/var/run")->mode));
+}
+
+TEST(LayerMerger, RepeatedDirectoryTakesTheLastMetadata) {
+  TarBuilder::Entry again;
+  again.name = "usr/d";
+  again.type = '5';
+  again.mode = 0700;
+  std::string l = TarBuilder().dir("usr").dir("usr/d").file("usr/d/x", "1").add(again).finish();
+  auto t = merge({l});
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->lookup("/usr/d")->mode & 07777, 0700u);
+  EXPECT_NE(t->lookup("/usr/d/x"), nullptr);
+  // A directory repeated as a file is still refused.
+  auto bad = merge({TarBuilder().dir("usr").dir("usr/d").file("usr/d", "x").finish()});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("duplicate"), std::string::npos) << bad.error().message();
+}
+
 TEST(LayerMerger, HardlinkPrimaryIsFirstInDepthFirstOrder) {
   // /a/x sorts before /b in depth-first order although /b is shallower.
   std::string l = TarBuilder()

@@ -52,7 +52,7 @@ struct LayerMerger::Impl {
   Dir root;
   std::string layer;
   std::vector<std::pair<TarEntry, FileData>> pending;
-  std::unordered_set<std::string> seen;
+  std::unordered_map<std::string, TarType> seen;  // path -> type, this layer
 
   Error entry_error(const TarEntry& e, Errc c, std::string_view msg) const {
     return Error(
@@ -80,9 +80,12 @@ struct LayerMerger::Impl {
 
   Status apply_whiteout(const TarEntry& e) {
     std::string_view base = base_name(e.path);
+    // A non-directory (or nothing) on the way means there is nothing below
+    // to hide: a layer that replaces a lower symlink or file with an opaque
+    // directory (`rm x; mkdir x` in one build step) carries exactly this.
+    // Its directory entry replaces the lower one in the entries pass.
     auto dir = find_dir(parent_path(e.path));
-    if (!dir) return tl::unexpected(entry_error(e, Errc::Corrupt, dir.error().message()));
-    if (!*dir) return {};  // nothing below to hide
+    if (!dir || !*dir) return {};
     if (base == ".wh..wh..opq") {
       (*dir)->children.clear();
     } else if (base.starts_with(".wh..wh.")) {
@@ -167,7 +170,10 @@ void LayerMerger::begin_layer(std::string name) {
 }
 
 Status LayerMerger::add(TarEntry entry, FileData data) {
-  if (!impl_->seen.insert(entry.path).second)
+  // A directory repeated over itself (some layer writers emit it) is
+  // harmless and its last metadata wins; any other repeat is ambiguous.
+  auto [it, fresh] = impl_->seen.try_emplace(entry.path, entry.type);
+  if (!fresh && !(it->second == TarType::Directory && entry.type == TarType::Directory))
     return tl::unexpected(
         impl_->entry_error(entry, Errc::Corrupt, "duplicate entry (the path appeared before)"));
   if (entry.type == TarType::Regular) {
