@@ -44,6 +44,7 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run.sh image_reader $(FUZZ_SECONDS)
 	fuzz/run.sh dump_parser $(FUZZ_SECONDS)
+	fuzz/run.sh oci_layer $(FUZZ_SECONDS)
 
 bench: build
 	@echo "See bench/README.md: each script takes the reference binary's path."

@@ -15,8 +15,13 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <thread>
 
+#include "oci/pull.h"
+#include "oci/repo_store.h"
+#include "oci/splitstream.h"
+#include "repository/repository.h"
 #include "tar_builder.h"
 #include "test_util.h"
 
@@ -484,12 +489,134 @@ TEST_F(OciImages, TagsUntagsInspectsAndChecks) {
   EXPECT_NE(run(cfsctl("oci compute-id other")).status, 0);
   EXPECT_NE(run(cfsctl("oci tag " + digest + " @bad")).status, 0);
   must(cfsctl("oci fsck"));
+  must(cfsctl("oci fsck a/b%c"));
+  auto none = run(cfsctl("oci fsck nothing"));
+  EXPECT_NE(none.status, 0);
+  EXPECT_NE(none.err.find("no image named 'nothing'"), std::string::npos) << none.err;
   must(cfsctl("fsck"));
-  // A corrupted layer object is found.
-  auto objs = run("ls " + q(repo_->path() + "/r/objects") + "/*/* | head -1").out;
-  EXPECT_EQ(run(cfsctl("oci layer " + digest) + " > /dev/null").status == 0, false)
+  EXPECT_NE(run(cfsctl("oci layer " + digest) + " > /dev/null").status, 0)
       << "a manifest digest is not a diff_id";
-  (void)objs;
+  // A stream through its tag: the manifest's own bytes.
+  auto via_ref = must(cfsctl("cat refs/oci/a%2Fb%25c") + " | sha256sum").out;
+  EXPECT_EQ("sha256:" + via_ref.substr(0, 64), digest);
+  EXPECT_NE(run(cfsctl("cat refs/oci/../../../meta.json")).status, 0);
+
+  // A corrupted file object of a layer: both checks find it, oci fsck names
+  // the layer whose content no longer has its diff_id.
+  std::string object;
+  std::istringstream dump(must(cfsctl("oci dump a/b%c")).out);
+  for (std::string line; object.empty() && std::getline(dump, line);) {
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    for (std::string w; fields >> w;) f.push_back(w);
+    if (f.size() >= 9 && f[8].size() == 65 && f[8][2] == '/') object = f[8];
+  }
+  ASSERT_FALSE(object.empty()) << "the test image has a file stored as an object";
+  std::string path = repo_->path() + "/r/objects/" + object;
+  must("chmod u+w " + q(path) + " && printf 'X' | dd of=" + q(path) +
+       " bs=1 seek=10 conv=notrunc 2>/dev/null");
+  auto bad = run(cfsctl("oci fsck"));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("layer sha256:"), std::string::npos) << bad.out << bad.err;
+  EXPECT_NE(run(cfsctl("oci fsck a/b%c")).status, 0);
+  EXPECT_NE(run(cfsctl("fsck")).status, 0);
+}
+
+TEST_F(OciImages, ProgressOnATerminalOnly) {
+  if (!have_command("script")) GTEST_SKIP() << "no script(1) to give cfsctl a terminal";
+  std::string src = q("docker://" + world->registry->host() + "/test/img:t");
+  auto tty =
+      must("script -qec " + q(cfsctl("oci pull --tls-verify=false " + src + " a")) + " /dev/null");
+  EXPECT_NE(tty.out.find("Fetching layers: "), std::string::npos) << tty.out;
+  must(cfsctl("oci untag a"));
+  must(cfsctl("gc"));
+  auto piped = must(cfsctl("oci pull --tls-verify=false " + src + " b") + " 2>&1");
+  EXPECT_EQ(piped.out.find("Fetching layers"), std::string::npos) << piped.out;
+}
+
+TEST_F(OciImages, PullingAgainKeepsRefsOtherToolsAdded) {
+  // composefs-rs links boot images (and a second-format image) from the
+  // config stream; a pull over it must keep them, or gc would drop them.
+  must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+  fsverity::Digest extra, old_image;
+  {
+    auto repo = repository::Repository::open(repo_->path() + "/r");
+    ASSERT_TRUE(repo) << repo.error().message();
+    oci::RepoStore store(*repo, 1);
+    auto img = oci::open_image(store, "x");
+    ASSERT_TRUE(img) << img.error().message();
+    ASSERT_TRUE(img->image);
+    old_image = *img->image;
+    // The stand-in boot image: a stream of its own.
+    oci::SplitStreamWriter boot(store.alg(), oci::kBlobContentType);
+    std::string payload = "stand-in for a boot image";
+    ASSERT_TRUE(
+        boot.write_inline({reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}));
+    auto boot_file = boot.finish();
+    ASSERT_TRUE(boot_file);
+    auto b =
+        store.store_bytes({reinterpret_cast<const uint8_t*>(boot_file->data()), boot_file->size()});
+    ASSERT_TRUE(b);
+    extra = *b;
+    // The config stream as another tool would leave it.
+    oci::SplitStreamWriter w(store.alg(), oci::kConfigContentType);
+    for (auto& [diff_id, sid] : img->layers) w.add_named_ref(diff_id, sid);
+    w.add_named_ref(std::string(oci::kImageRefV1), *img->image);
+    w.add_named_ref("composefs.boot.test", extra);
+    auto json = store.store_bytes(
+        {reinterpret_cast<const uint8_t*>(img->config_json.data()), img->config_json.size()});
+    ASSERT_TRUE(json);
+    ASSERT_TRUE(w.write_external(*json, img->config_json.size()));
+    auto file = w.finish();
+    ASSERT_TRUE(file);
+    auto sid = store.store_bytes({reinterpret_cast<const uint8_t*>(file->data()), file->size()});
+    ASSERT_TRUE(sid);
+    ASSERT_TRUE(::unlink((repo_->path() + "/r/streams/" + oci::config_stream_id(img->config_digest))
+                             .c_str()) == 0);
+    ASSERT_TRUE(store.register_stream(oci::config_stream_id(img->config_digest), *sid));
+  }
+  must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+  must(cfsctl("gc"));
+  auto repo = repository::Repository::open(repo_->path() + "/r");
+  ASSERT_TRUE(repo) << repo.error().message();
+  oci::RepoStore store(*repo, 1);
+  auto img = oci::open_image(store, "x");
+  ASSERT_TRUE(img) << img.error().message();
+  auto cs = store.stream(oci::config_stream_id(img->config_digest));
+  ASSERT_TRUE(cs && *cs);
+  auto file = oci::read_object(store, **cs, size_t{1} << 20);
+  ASSERT_TRUE(file);
+  auto r = oci::SplitStreamReader::open(std::move(*file), store.alg(), std::nullopt);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->named_ref("composefs.boot.test"), extra);
+  EXPECT_EQ(r->named_ref(std::string(oci::kImageRefV1)), old_image);
+  EXPECT_TRUE(repo->has_object(extra)) << "gc kept what the kept ref names";
+  must(cfsctl("oci fsck"));
+}
+
+TEST_F(OciImages, RepositoriesFromBeforeFormatOneAreReadable) {
+  // composefs-rs repositories made before format-1 images existed have no
+  // erofs_formats and no v1_erofs flag: their images are format 2, which we
+  // do not write, but everything that only reads must still work.
+  auto p = must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+  std::string digest = p.out.substr(p.out.find("sha256:"), 71);
+  std::string meta = repo_->path() + "/r/meta.json";
+  must("python3 -c \"import json;m=json.load(open('" + meta +
+       "'));m.pop('erofs_formats');m['features']['read-only-compatible']=[];"
+       "json.dump(m,open('" +
+       meta + "','w'))\"");
+  EXPECT_NE(must(cfsctl("oci images")).out.find("x"), std::string::npos);
+  must(cfsctl("oci inspect x"));
+  must(cfsctl("oci fsck"));
+  must(cfsctl("oci dump x"));
+  EXPECT_EQ(must(cfsctl("cat refs/oci/x") + " | sha256sum").out.substr(0, 64), digest.substr(7));
+  auto pull = run(cfsctl("oci pull " + q("oci:" + dir() + "/img:two") + " two"));
+  EXPECT_NE(pull.status, 0);
+  EXPECT_NE(pull.err.find("format 2"), std::string::npos) << pull.err;
+  // Our format-1 image is not the format-2 one such a repository links.
+  auto mount = run(cfsctl("oci mount x " + q(repo_->path())));
+  EXPECT_NE(mount.status, 0);
+  EXPECT_NE(mount.err.find("no composefs image"), std::string::npos) << mount.err;
 }
 
 TEST_F(OciImages, WrongDigestsAbortWithBothAndNoTag) {

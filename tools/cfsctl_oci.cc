@@ -15,6 +15,7 @@
 #include "oci/repo_store.h"
 #include "repository/container_root.h"
 #include "repository/metadata.h"
+#include "repository/names.h"
 
 namespace cfs::tools::oci_cli {
 namespace {
@@ -120,7 +121,18 @@ bool parsed(const Options* o) { return o && o->oci->parsed(); }
 
 int cat(repository::Repository& repo, const std::string& name) {
   oci::RepoStore store(repo, 1);
-  auto id = store.stream(name.starts_with("refs/") ? name : name);
+  // "refs/X" names a stream through a tag link (streams/refs/X -> ../../ID).
+  std::string sid = name;
+  if (name.starts_with("refs/")) {
+    if (auto st = repository::validate_ref_name(name.substr(5)); !st)
+      return fail(kTool, st.error());
+    auto target = store.stream_ref(name.substr(5));
+    if (!target) return fail(kTool, target.error());
+    if (!*target) return fail(kTool, Error(Errc::NotFound, fmt::format("no such ref: {}", name)));
+    sid = **target;
+  }
+  if (auto st = repository::validate_stream_name(sid); !st) return fail(kTool, st.error());
+  auto id = store.stream(sid);
   if (!id) return fail(kTool, id.error());
   if (!*id) return fail(kTool, Error(Errc::NotFound, fmt::format("no such stream: {}", name)));
   auto file = oci::read_object(store, **id, size_t{1} << 32);
@@ -134,9 +146,15 @@ int cat(repository::Repository& repo, const std::string& name) {
 int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
   auto repo = open_repo();
   if (!repo) return fail(kTool, repo.error());
-  auto fmt_version = format(*repo);
-  if (!fmt_version) return fail(kTool, fmt_version.error());
-  oci::RepoStore store(*repo, *fmt_version);
+  // Only pull and compute-id write images, so only they need a format this
+  // tool can write; the rest read any repository composefs-rs made.
+  uint32_t fmt_version = repo->metadata().format_config().default_version;
+  if (o->pull->parsed() || o->compute->parsed()) {
+    auto v = format(*repo);
+    if (!v) return fail(kTool, v.error());
+    fmt_version = *v;
+  }
+  oci::RepoStore store(*repo, fmt_version);
 
   if (o->pull->parsed()) {
     if (auto st = repo->ensure_writable(); !st) return fail(kTool, st.error());
@@ -257,7 +275,7 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
       print(out);
       return done();
     }
-    auto image = repository::build_image(*tree, *fmt_version);
+    auto image = repository::build_image(*tree, fmt_version);
     if (!image) return fail(kTool, image.error());
     fsverity::Params p;
     p.alg = repo->alg();
@@ -268,8 +286,13 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
     auto img = oci::open_image(store, o->name);
     if (!img) return fail(kTool, img.error());
     if (!img->image)
-      return fail(kTool, Error(Errc::NotFound,
-                               "No composefs EROFS image linked — try re-pulling the image"));
+      return fail(
+          kTool,
+          Error(
+              Errc::NotFound,
+              fmt::format(
+                  "image '{}' has no composefs image in the repository; pull it again to build one",
+                  o->name)));
     // By digest: the image is verified against the id the config names.
     auto erofs = repo->open_image(img->image->hex());
     if (!erofs) return fail(kTool, erofs.error());
@@ -286,7 +309,7 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
     return 0;
   }
   if (o->fsck->parsed()) {
-    auto problems = oci::fsck_images(store);
+    auto problems = oci::fsck_images(store, o->name);
     if (!problems) return fail(kTool, problems.error());
     auto repo_fsck = repo->fsck();
     if (!repo_fsck) return fail(kTool, repo_fsck.error());

@@ -246,7 +246,17 @@ Result<PullResult> pull(Store& store, const std::string& source, const std::stri
   // Config stream: layer refs in diff_id order, the image, the JSON.
   std::vector<std::pair<std::string, fsverity::Digest>> refs;
   for (auto& diff_id : img.config.diff_ids) refs.emplace_back(diff_id, layer_ids.at(diff_id));
-  refs.emplace_back(store.erofs_version() >= 2 ? kImageRefV2 : kImageRefV1, res.image_id);
+  std::string image_ref(store.erofs_version() >= 2 ? kImageRefV2 : kImageRefV1);
+  refs.emplace_back(image_ref, res.image_id);
+  // Re-pulling over a config stream written by another tool (composefs-rs
+  // links boot images and a second-format image there) keeps the refs we do
+  // not write, so that gc still sees what they name.
+  CFS_TRY_ASSIGN(auto old_config, store.stream(config_stream_id(res.config_digest)));
+  // A damaged old stream is simply replaced: pulling again is the repair.
+  if (old_config)
+    if (auto old = open_stream(store, *old_config, kConfigContentType))
+      for (auto& [name, d] : old->named_refs())
+        if (name != image_ref && !layer_ids.count(name)) refs.emplace_back(name, d);
   CFS_TRY_ASSIGN(res.config_verity, write_json_stream(store, kConfigContentType, img.config_json,
                                                       refs, config_stream_id(res.config_digest)));
   // Manifest stream: the config, the layers, the JSON.
@@ -354,9 +364,13 @@ Status write_layer_tar(const Store& store, const std::string& diff_id, int fd) {
   return cat_stream(store, r, fd);
 }
 
-Result<std::vector<std::string>> fsck_images(const Store& store) {
+Result<std::vector<std::string>> fsck_images(const Store& store, const std::string& only) {
   std::vector<std::string> problems;
   CFS_TRY_ASSIGN(auto tags, list_tags(store));
+  if (!only.empty()) {
+    std::erase_if(tags, [&](const TagInfo& t) { return t.name != only; });
+    if (tags.empty()) return errorf(Errc::NotFound, "no image named '{}'", only);
+  }
   std::set<std::string> layers_checked;
   for (auto& t : tags) {
     auto img = open_image(store, t.name);
@@ -374,9 +388,9 @@ Result<std::vector<std::string>> fsck_images(const Store& store) {
       else if (std::string got = sha.finish(); got != diff_id)
         problems.push_back(fmt::format("layer {}: content has digest {}", diff_id, got));
     }
-    if (!img->image)
-      problems.push_back(fmt::format("image '{}': no composefs image linked", t.name));
-    else if (!store.has_object(*img->image))
+    // An image without a linked composefs image (older composefs-rs pulls)
+    // is complete; only a link to a missing one is damage.
+    if (img->image && !store.has_object(*img->image))
       problems.push_back(
           fmt::format("image '{}': composefs image {} missing", t.name, img->image->hex()));
   }

@@ -91,8 +91,9 @@ Result<Tree> image_tree(const Store& store, const StoredImage& img);
 Status write_layer_tar(const Store& store, const std::string& diff_id, int fd);
 
 // Checks every tagged image: manifest and config bytes against their
-// digests, layer streams against their diff_ids, the linked EROFS present.
-// Returns the problems found (empty: all good).
-Result<std::vector<std::string>> fsck_images(const Store& store);
+// digests, layer streams against their diff_ids, the linked EROFS present
+// (when one is linked). `only`: just the image with this tag. Returns the
+// problems found (empty: all good).
+Result<std::vector<std::string>> fsck_images(const Store& store, const std::string& only = {});
 
 }  // namespace cfs::oci
