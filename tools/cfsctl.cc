@@ -210,15 +210,7 @@ int cmd_compute_id(const Global& g, const FsOpts& f, bool dumpfile) {
   auto tree = read_container_root(f.path, ro);
   if (!tree) return tools::fail(kTool, tree.error());
   if (dumpfile) {
-    std::string out;
-    dump::write(*tree, [&](std::string_view s) {
-      out += s;
-      if (out.size() > (1 << 16)) {
-        print(out);
-        out.clear();
-      }
-    });
-    print(out);
+    tools::print_dump(*tree);
     return finish_output();
   }
   // As composefs-rs: format 1 unless --erofs-version says otherwise.

@@ -264,15 +264,7 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
     auto tree = oci::image_tree(store, *img);
     if (!tree) return fail(kTool, tree.error());
     if (o->dump->parsed()) {
-      std::string out;
-      dump::write(*tree, [&](std::string_view s) {
-        out += s;
-        if (out.size() > (1 << 16)) {
-          print(out);
-          out.clear();
-        }
-      });
-      print(out);
+      print_dump(*tree);
       return done();
     }
     auto image = repository::build_image(*tree, fmt_version);

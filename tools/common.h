@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "dump/dump.h"
 
 namespace cfs::tools {
 
@@ -34,6 +35,20 @@ inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** arg
     return usage_error(tool, e.what());
   }
   return std::nullopt;
+}
+
+// Writes `tree` as a dump file to stdout, in 64 KiB pieces.
+inline void print_dump(const Tree& tree) {
+  std::string out;
+  auto flush = [&] {
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    out.clear();
+  };
+  dump::write(tree, [&](std::string_view s) {
+    out += s;
+    if (out.size() > (1 << 16)) flush();
+  });
+  flush();
 }
 
 }  // namespace cfs::tools

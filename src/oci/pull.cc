@@ -274,6 +274,15 @@ Result<PullResult> pull(Store& store, const std::string& source, const std::stri
   return res;
 }
 
+// A stored JSON document, checked against the digest it is named by.
+static Result<std::string> checked_payload(const Store& store, SplitStreamReader& r, size_t max,
+                                           std::string_view what, const std::string& digest) {
+  CFS_TRY_ASSIGN(std::string json, stream_payload(store, r, max));
+  if (std::string got = sha256_digest(json); got != digest)
+    return errorf(Errc::VerityMismatch, "stored {} {} has digest {}", what, digest, got);
+  return json;
+}
+
 Result<StoredImage> open_image(const Store& store, const std::string& name) {
   StoredImage img;
   std::string_view n = name;
@@ -293,10 +302,8 @@ Result<StoredImage> open_image(const Store& store, const std::string& name) {
   if (!mv) return errorf(Errc::NotFound, "manifest {} is not stored", img.manifest_digest);
   img.manifest_verity = *mv;
   CFS_TRY_ASSIGN(auto ms, open_stream(store, *mv, kManifestContentType));
-  CFS_TRY_ASSIGN(img.manifest_json, stream_payload(store, ms, kMaxManifestSize));
-  if (sha256_digest(img.manifest_json) != img.manifest_digest)
-    return errorf(Errc::VerityMismatch, "stored manifest {} has digest {}", img.manifest_digest,
-                  sha256_digest(img.manifest_json));
+  CFS_TRY_ASSIGN(img.manifest_json,
+                 checked_payload(store, ms, kMaxManifestSize, "manifest", img.manifest_digest));
   CFS_TRY_ASSIGN(img.manifest, parse_manifest(img.manifest_json));
   img.config_digest = img.manifest.config.digest;
   auto cv = ms.named_ref("config:" + img.config_digest);
@@ -304,10 +311,8 @@ Result<StoredImage> open_image(const Store& store, const std::string& name) {
     return errorf(Errc::Corrupt, "manifest stream {} has no config ref", img.manifest_digest);
   img.config_verity = *cv;
   CFS_TRY_ASSIGN(auto cs, open_stream(store, *cv, kConfigContentType));
-  CFS_TRY_ASSIGN(img.config_json, stream_payload(store, cs, kMaxConfigSize));
-  if (sha256_digest(img.config_json) != img.config_digest)
-    return errorf(Errc::VerityMismatch, "stored config {} has digest {}", img.config_digest,
-                  sha256_digest(img.config_json));
+  CFS_TRY_ASSIGN(img.config_json,
+                 checked_payload(store, cs, kMaxConfigSize, "config", img.config_digest));
   CFS_TRY_ASSIGN(img.config, parse_config(img.config_json));
   for (auto& diff_id : img.config.diff_ids) {
     auto l = cs.named_ref(diff_id);
