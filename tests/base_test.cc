@@ -49,6 +49,12 @@ TEST(MappedFile, FileAndPipe) {
             "mapped contents");
   MappedFile moved = std::move(*m);
   EXPECT_EQ(moved.size(), 15u);
+  // The whole file whatever the descriptor's position.
+  UniqueFd f(::open((tmp / "f").c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_EQ(::lseek(f.get(), 7, SEEK_SET), 7);
+  auto whole = MappedFile::open(f.get());
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->size(), 15u);
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   ASSERT_EQ(::write(fds[1], "piped", 5), 5);

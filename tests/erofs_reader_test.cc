@@ -221,6 +221,23 @@ TEST(Reader, OpensFilesAndDescriptors) {
   EXPECT_EQ(missing.error().code(), Errc::NotFound) << missing.error().message();
 }
 
+TEST(Reader, FileTruncatedWhileOpenCannotCrashIt) {
+  // Someone truncates the image after we opened it: a mapping would raise
+  // SIGBUS on the next access; the reader works on what it read at open.
+  const Bytes& image = vector_image("special.dump");
+  test::TempDir dir;
+  std::string path = dir / "image.cfs";
+  test::write_file(path, std::string(image.begin(), image.end()));
+  auto img = Image::open(path);
+  ASSERT_TRUE(img) << img.error().message();
+  ASSERT_EQ(::truncate(path.c_str(), 0), 0);
+  auto tree = img->to_tree();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto whole = Image::open(image)->to_tree();
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(dump::to_string(*tree), dump::to_string(*whole));
+}
+
 // ------------------------------------------------------- damaged images
 
 bool located(const Error& e) {

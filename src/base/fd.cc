@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "base/fd.h"
 
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <cstdlib>
 #include <random>
@@ -116,11 +119,26 @@ MappedFile::~MappedFile() {
   mapped_ = false;
 }
 
+namespace {
+
+// Whether nobody can shrink the file while it is mapped (a shrunk mapping
+// raises SIGBUS on access, which no bounds check can prevent): fs-verity and
+// immutable files cannot be truncated, nor can files on a read-only mount.
+bool size_is_fixed(int fd) {
+  int flags = 0;
+  if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & (FS_VERITY_FL | FS_IMMUTABLE_FL)))
+    return true;
+  struct statvfs vfs;
+  return ::fstatvfs(fd, &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
+}
+
+}  // namespace
+
 Result<MappedFile> MappedFile::open(int fd) {
   struct stat st;
   if (::fstat(fd, &st) < 0) return sys_error("fstat");
   MappedFile m;
-  if (S_ISREG(st.st_mode) && st.st_size > 0) {
+  if (S_ISREG(st.st_mode) && st.st_size > 0 && size_is_fixed(fd)) {
     void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
     if (p != MAP_FAILED) {
       m.data_ = static_cast<const std::byte*>(p);
@@ -129,7 +147,21 @@ Result<MappedFile> MappedFile::open(int fd) {
       return m;
     }
   }
-  CFS_TRY_ASSIGN(m.heap_, read_fd(fd, SIZE_MAX));
+  if (S_ISREG(st.st_mode)) {
+    // From offset 0 whatever the descriptor's position, as the mapping would.
+    m.heap_.resize(static_cast<size_t>(st.st_size));
+    size_t got = 0;
+    while (got < m.heap_.size()) {
+      ssize_t r = ::pread(fd, m.heap_.data() + got, m.heap_.size() - got, static_cast<off_t>(got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return sys_error("read");
+      if (r == 0) break;  // shrunk meanwhile: what is there
+      got += static_cast<size_t>(r);
+    }
+    m.heap_.resize(got);
+  } else {
+    CFS_TRY_ASSIGN(m.heap_, read_fd(fd, SIZE_MAX));
+  }
   m.data_ = reinterpret_cast<const std::byte*>(m.heap_.data());
   m.size_ = m.heap_.size();
   return m;

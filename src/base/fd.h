@@ -60,8 +60,10 @@ inline Status write_full(int fd, std::string_view s) {
 Result<std::string> read_file(int dirfd, const std::string& path, size_t max_size);
 Result<std::string> read_fd(int fd, size_t max_size);
 
-// A read-only view of a whole file: mmap where possible, else a heap copy
-// (pipes, /proc files).  Empty files give an empty span.
+// A read-only view of a whole file: mmap where the file cannot shrink under
+// the mapping (fs-verity, immutable, read-only mount), else a heap copy (also
+// pipes, /proc files), so a file truncated meanwhile cannot crash the reader.
+// Empty files give an empty span.
 class MappedFile {
  public:
   MappedFile() = default;
