@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // The dump format: every field and escape, strict and non-strict parsing,
 // hardlink resolution, and hostile inputs (which must fail cleanly).
+#include "dump/dump.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "dump/dump.h"
 #include "erofs/writer.h"
 #include "test_util.h"
 
@@ -194,8 +195,10 @@ TEST(Parse, Rejections) {
       {"/ 0 40755 2 0 0 0 0.0 - - -", "line 2: a second root entry '/'"},
       {"/h 0 @100644 1 0 0 0 0.0 /nope - -", "line 2: no target at '/nope' for hardlink"},
       {"/h 0 @100644 1 0 0 0 0.0 / - -", "line 2: hardlink to directory '/'"},
-      {"/f 0 100644 1 0 0 0 0.0 - - - =x", "line 2: can't set xattr '': xattr name of 0 bytes (must be 1..255)"},
-      {std::string("/f 0 100644 1 0 0 0 0.0 - - -\0", 31), "line 2: invalid embedded NUL character at position 29"},
+      {"/f 0 100644 1 0 0 0 0.0 - - - =x",
+       "line 2: can't set xattr '': xattr name of 0 bytes (must be 1..255)"},
+      {std::string("/f 0 100644 1 0 0 0 0.0 - - -\0", 31),
+       "line 2: invalid embedded NUL character at position 29"},
   };
   for (auto& c : cases) EXPECT_EQ(parse_err(std::string(kRoot) + c.line + "\n"), c.error) << c.line;
   EXPECT_EQ(parse_err(""), "no files in dump file");

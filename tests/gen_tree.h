@@ -71,9 +71,9 @@ inline bool generate_tree(const std::string& root, const GenOptions& o, std::str
     return s;
   };
   if (!mkdir_p("", 0755)) return fail("mkdir root");
-  for (const char* d : {"usr", "usr/bin", "usr/share", "usr/share/deep", "usr/share/deep/er",
-                        "usr/share/deep/er/still", "etc", "empty", "opaque", "wh", "-dash",
-                        "a b", "big"})
+  for (const char* d :
+       {"usr", "usr/bin", "usr/share", "usr/share/deep", "usr/share/deep/er",
+        "usr/share/deep/er/still", "etc", "empty", "opaque", "wh", "-dash", "a b", "big"})
     if (!mkdir_p(d, 0755)) return fail(std::string("mkdir ") + d);
   // Regular files around the inline threshold (64) and block sizes.
   const size_t sizes[] = {0, 1, 63, 64, 65, 100, 2048, 2049, 4095, 4096, 4097, 12345, 70000};
@@ -119,7 +119,8 @@ inline bool generate_tree(const std::string& root, const GenOptions& o, std::str
     addr.sun_family = AF_UNIX;
     if (sp.size() >= sizeof addr.sun_path) return fail("socket path too long");
     std::memcpy(addr.sun_path, sp.c_str(), sp.size() + 1);
-    if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) return fail("bind");
+    if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
+      return fail("bind");
     ::close(s);
     ::chmod(sp.c_str(), 0755);
     paths.push_back(sp);
@@ -142,7 +143,8 @@ inline bool generate_tree(const std::string& root, const GenOptions& o, std::str
   if (o.privileged) {
     if (!set_xattr(root + "/usr/bin/tool", "security.capability",
                    std::string("\x01\x00\x00\x02\x00\x30\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
-                               "\x00\x00\x00\x00", 20)) ||
+                               "\x00\x00\x00\x00",
+                               20)) ||
         !set_xattr(root + "/etc/setuid", "trusted.overlay.redirect", "/escaped") ||
         !set_xattr(root + "/opaque", "trusted.overlay.opaque", "y") ||
         !set_xattr(root + "/etc/link", "trusted.symlink", "on a symlink") ||

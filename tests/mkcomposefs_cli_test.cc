@@ -39,8 +39,8 @@ TEST(MkcomposefsCli, VersionDefaults) {
   // special.dump has whiteouts: the default (0..1) writes version 1; giving
   // only --max-version=0 forbids it; only --min-version=1 implies max 1.
   auto digest = [](const std::string& opts) {
-    auto r = test::run(mk() + " --from-file --print-digest-only " + opts + " " +
-                       vec("special.dump"));
+    auto r =
+        test::run(mk() + " --from-file --print-digest-only " + opts + " " + vec("special.dump"));
     EXPECT_EQ(r.status, 0) << r.err;
     return test::trim(r.out);
   };
@@ -77,8 +77,8 @@ TEST(MkcomposefsCli, UsageErrors) {
 TEST(MkcomposefsCli, FailureLeavesTargetUntouched) {
   test::TempDir tmp;
   // No image at all when there was none...
-  auto r = test::run(mk() + " --from-file " + vec("should-fail-too-big.dump") + " " +
-                     (tmp / "new.img"));
+  auto r =
+      test::run(mk() + " --from-file " + vec("should-fail-too-big.dump") + " " + (tmp / "new.img"));
   EXPECT_NE(r.status, 0);
   EXPECT_FALSE(std::filesystem::exists(tmp / "new.img"));
   // ...and the old image intact when there was one.

@@ -3,6 +3,8 @@
 // the C reference's image of it (digests recorded from the reference, see
 // tests/data/scan/ORIGIN.md), equals the image of its own dump, and does not
 // depend on thread count; the digest store holds exactly the right objects.
+#include "scan/scan.h"
+
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <sys/mount.h>
@@ -16,7 +18,6 @@
 #include "erofs/writer.h"
 #include "fsverity/fsverity.h"
 #include "gen_tree.h"
-#include "scan/scan.h"
 #include "test_util.h"
 
 namespace cfs::scan {
