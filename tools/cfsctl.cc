@@ -26,6 +26,7 @@
 #include "repository/metadata.h"
 #include "repository/names.h"
 #include "repository/repository.h"
+#include "repository/walk.h"
 #include "scan/scan.h"
 
 using namespace cfs;
@@ -285,35 +286,21 @@ int cmd_images(const Global& g, bool json, bool no_trunc) {
   if (!repo) return tools::fail(kTool, repo.error());
   // name -> digest (the basename of the ref's target), refs in name order.
   std::vector<std::pair<std::string, std::string>> refs;
+  // Unreadable entries are skipped: a listing, not a check (that is fsck).
   std::function<void(const std::string&, const std::string&)> walk = [&](const std::string& dir,
                                                                          const std::string& pre) {
-    int fd = ::openat(repo->dirfd(), dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    DIR* d = ::fdopendir(fd);
-    if (!d) {
-      ::close(fd);
-      return;
-    }
-    std::vector<std::string> names;
-    while (struct dirent* de = ::readdir(d)) {
-      std::string n = de->d_name;
-      if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
-    for (const auto& n : names) {
-      std::string rel = dir + "/" + n;
-      struct stat st;
-      if (::fstatat(repo->dirfd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
-      if (S_ISDIR(st.st_mode)) {
-        walk(rel, pre + n + "/");
-      } else if (S_ISLNK(st.st_mode)) {
-        char buf[4096];
-        ssize_t len = ::readlinkat(repo->dirfd(), rel.c_str(), buf, sizeof buf);
-        if (len < 0) continue;
-        std::string target(buf, static_cast<size_t>(len));
-        auto slash = target.rfind('/');
-        refs.emplace_back(pre + n, slash == std::string::npos ? target : target.substr(slash + 1));
+    auto entries = list_dir(repo->dirfd(), dir);
+    if (!entries) return;
+    for (const auto& e : *entries) {
+      std::string rel = dir + "/" + e.name;
+      if (e.type == DT_DIR) {
+        walk(rel, pre + e.name + "/");
+      } else if (e.type == DT_LNK) {
+        auto target = repository::read_link(repo->dirfd(), rel);
+        if (!target) continue;
+        auto slash = target->rfind('/');
+        refs.emplace_back(pre + e.name,
+                          slash == std::string::npos ? *target : target->substr(slash + 1));
       }
     }
   };
