@@ -4,21 +4,20 @@
 #include <dirent.h>
 #include <fcntl.h>
 
+#include "base/dir.h"
 #include "repository/names.h"
+#include "repository/walk.h"
 #include "tree/tree.h"
 
 namespace cfs::oci {
 namespace {
 
+// A symlink's target, or nothing when there is no such link.
 Result<std::optional<std::string>> read_link(int dirfd, const std::string& rel) {
-  std::string buf(kPathMax, '\0');
-  ssize_t n = ::readlinkat(dirfd, rel.c_str(), buf.data(), buf.size());
-  if (n < 0) {
-    if (errno == ENOENT) return std::optional<std::string>();
-    return sys_error("readlink " + rel);
-  }
-  buf.resize(static_cast<size_t>(n));
-  return std::optional<std::string>(std::move(buf));
+  auto t = repository::read_link(dirfd, rel);
+  if (!t && t.error().sys_errno() == ENOENT) return std::optional<std::string>();
+  if (!t) return tl::unexpected(std::move(t.error()));
+  return std::optional<std::string>(std::move(*t));
 }
 
 }  // namespace
@@ -74,22 +73,11 @@ Result<std::optional<std::string>> RepoStore::stream_ref(const std::string& ref)
 
 Result<std::vector<std::string>> RepoStore::list_stream_refs(const std::string& sub) const {
   std::vector<std::string> out;
-  std::string rel = "streams/refs/" + sub;
-  int fd = ::openat(repo_.dirfd(), rel.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
-    if (errno == ENOENT) return out;
-    return sys_error("cannot open " + rel);
-  }
-  DIR* d = ::fdopendir(fd);
-  if (!d) {
-    ::close(fd);
-    return sys_error("fdopendir");
-  }
-  while (struct dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != ".." && e->d_type == DT_LNK) out.push_back(n);
-  }
-  ::closedir(d);
+  auto entries = list_dir(repo_.dirfd(), "streams/refs/" + sub);
+  if (!entries && entries.error().sys_errno() == ENOENT) return out;
+  if (!entries) return tl::unexpected(std::move(entries.error()));
+  for (auto& e : *entries)
+    if (e.type == DT_LNK) out.push_back(std::move(e.name));
   return out;
 }
 
