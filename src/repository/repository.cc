@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <random>
 
 #include "repository/names.h"
@@ -119,31 +120,24 @@ Result<std::pair<HashAlg, bool>> infer_metadata(int dirfd) {
   if (!objects) return tl::unexpected(std::move(objects.error()));
   for (int b = 0; b < 256; b++) {
     std::string sub = fmt::format("{:02x}", b);
-    int fd = ::openat(objects->get(), sub.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) continue;
-    DIR* d = ::fdopendir(fd);
-    if (!d) {
-      ::close(fd);
-      continue;
-    }
+    UniqueFd fd(::openat(objects->get(), sub.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) continue;
+    // Only the first object name matters, so no full listing (list_dir).
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(fd.get()), ::closedir);
+    if (!d) continue;
+    fd.release();  // now owned by d
     std::optional<std::pair<HashAlg, std::string>> found;
-    while (struct dirent* de = ::readdir(d)) {
+    while (struct dirent* de = ::readdir(d.get())) {
       size_t len = std::strlen(de->d_name);
       if (len == 62) found = {HashAlg::Sha256, de->d_name};
       if (len == 126) found = {HashAlg::Sha512, de->d_name};
       if (found) break;
     }
     if (found) {
-      bool verity = false;
-      int ofd = ::openat(::dirfd(d), found->second.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ofd >= 0) {
-        verity = fsverity::measure(ofd).has_value();
-        ::close(ofd);
-      }
-      ::closedir(d);
+      UniqueFd ofd(::openat(::dirfd(d.get()), found->second.c_str(), O_RDONLY | O_CLOEXEC));
+      bool verity = ofd && fsverity::measure(ofd.get()).has_value();
       return std::pair{found->first, verity};
     }
-    ::closedir(d);
   }
   return make_error(Errc::NotFound,
                     "meta.json not found and no objects found in the repository: cannot infer "
