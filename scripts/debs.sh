@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Fetches Debian packages for the VM tests without touching the host's apt
+# state: a private sources list (the mirror taken from this machine's own apt
+# configuration), private lists and cache, all under the cache directory
+# (outside the repository).  Packages are downloaded and extracted, never
+# installed.
+#
+#   scripts/debs.sh extract SUITE PKG...   extract each PKG of SUITE; prints one
+#                                          directory per PKG (cached by version)
+#   scripts/debs.sh version SUITE PKG      the candidate version of PKG in SUITE
+#   scripts/debs.sh kernel SUITE           the kernel of SUITE (linux-image-amd64
+#                                          resolved to its image package);
+#                                          prints its extracted directory
+#   scripts/debs.sh mirror                 the Debian mirror URL in use
+#
+# SUITE: bookworm, bookworm-backports, trixie, trixie-backports, ...
+# CFS_CACHE (default /var/cache/composefs-cpp) holds everything; lists are
+# refreshed when older than a day (CFS_APT_MAX_AGE seconds).
+set -euo pipefail
+
+cache=${CFS_CACHE:-/var/cache/composefs-cpp}
+max_age=${CFS_APT_MAX_AGE:-86400}
+
+die() { echo "debs.sh: $*" >&2; exit 1; }
+
+# The first http(s) Debian archive URI the host's apt uses (deb822 or
+# one-line format); never a host name written here.
+mirror() {
+  local uri=""
+  if [[ -d /etc/apt/sources.list.d ]]; then
+    uri=$(awk 'tolower($1)=="uris:" {for (i=2;i<=NF;i++) print $i}' \
+      /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v -- '-security' | head -n1 || true)
+  fi
+  if [[ -z $uri && -f /etc/apt/sources.list ]]; then
+    uri=$(awk '$1=="deb" {for (i=2;i<=NF;i++) if ($i ~ /^https?:/) {print $i; exit}}' \
+      /etc/apt/sources.list | grep -v -- '-security' | head -n1 || true)
+  fi
+  [[ -n $uri ]] || die "no Debian mirror found in /etc/apt/sources.list{,.d}"
+  echo "${uri%/}"
+}
+
+# apt with a private state for one suite.
+apt_suite() {
+  local suite=$1
+  shift
+  local st="$cache/apt/$suite"
+  echo -o Dir::Etc::SourceList="$st/sources.list" -o Dir::Etc::SourceParts=- \
+    -o Dir::State::Lists="$st/lists" -o Dir::Cache="$st/cache" \
+    -o Dir::State::Status="$st/status" -o APT::Architecture=amd64 \
+    -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+}
+
+update() {
+  local suite=$1 st="$cache/apt/$suite"
+  mkdir -p "$st/lists/partial" "$st/cache/archives/partial"
+  [[ -f $st/status ]] || : >"$st/status"
+  local m
+  m=$(mirror)
+  local want="deb $m $suite main"
+  if [[ ! -f $st/sources.list ]] || [[ $(cat "$st/sources.list") != "$want" ]]; then
+    echo "$want" >"$st/sources.list"
+    rm -f "$st/stamp"
+  fi
+  local now stamp=0
+  now=$(date +%s)
+  [[ -f $st/stamp ]] && stamp=$(cat "$st/stamp")
+  if ((now - stamp > max_age)); then
+    # shellcheck disable=SC2046
+    apt-get $(apt_suite "$suite") -qq update >&2 || die "apt-get update for $suite failed"
+    echo "$now" >"$st/stamp"
+  fi
+}
+
+version() {
+  local suite=$1 pkg=$2
+  update "$suite"
+  local v
+  # shellcheck disable=SC2046
+  v=$(apt-cache $(apt_suite "$suite") show --no-all-versions "$pkg" 2>/dev/null |
+    awk '/^Version:/ {print $2; exit}')
+  [[ -n $v ]] || die "package $pkg not found in $suite"
+  echo "$v"
+}
+
+# Extracts PKG (its candidate version in SUITE) and prints the directory.
+extract_one() {
+  local suite=$1 pkg=$2 v dir
+  v=$(version "$suite" "$pkg")
+  dir="$cache/debs/${pkg}_${v//[:~]/_}"
+  if [[ ! -f $dir/.complete ]]; then
+    rm -rf "$dir" "$dir.tmp"
+    mkdir -p "$dir.tmp"
+    (
+      cd "$dir.tmp"
+      # shellcheck disable=SC2046
+      apt-get $(apt_suite "$suite") -qq download "$pkg=$v" >&2 ||
+        die "downloading $pkg=$v from $suite failed"
+      dpkg-deb -x ./*.deb root
+      rm -f ./*.deb
+    )
+    touch "$dir.tmp/.complete"
+    mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir/root"
+}
+
+kernel() {
+  local suite=$1 dep
+  update "$suite"
+  # linux-image-amd64 depends on the versioned image package.
+  # shellcheck disable=SC2046
+  dep=$(apt-cache $(apt_suite "$suite") show --no-all-versions linux-image-amd64 |
+    awk -F': ' '/^Depends:/ {print $2; exit}' | tr ',' '\n' |
+    sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | head -n1)
+  [[ -n $dep ]] || die "cannot resolve linux-image-amd64 in $suite"
+  extract_one "$suite" "$dep"
+}
+
+cmd=${1:-}
+shift || true
+case $cmd in
+  mirror) mirror ;;
+  version) (($# == 2)) || die "usage: version SUITE PKG"; version "$@" ;;
+  extract)
+    (($# >= 2)) || die "usage: extract SUITE PKG..."
+    suite=$1
+    shift
+    for p in "$@"; do extract_one "$suite" "$p"; done
+    ;;
+  kernel) (($# == 1)) || die "usage: kernel SUITE"; kernel "$1" ;;
+  *) sed -n '2,20p' "$0" >&2; exit 2 ;;
+esac
