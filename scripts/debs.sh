@@ -9,8 +9,9 @@
 #                                          directory per PKG (cached by version)
 #   scripts/debs.sh version SUITE PKG      the candidate version of PKG in SUITE
 #   scripts/debs.sh kernel SUITE           the kernel of SUITE (linux-image-amd64
-#                                          resolved to its image package);
-#                                          prints its extracted directory
+#                                          resolved to its packages); prints a
+#                                          directory holding vmlinuz, modules/
+#                                          (lib/modules/<kver>), kver and root/
 #   scripts/debs.sh mirror                 the Debian mirror URL in use
 #
 # SUITE: bookworm, bookworm-backports, trixie, trixie-backports, ...
@@ -104,16 +105,57 @@ extract_one() {
   echo "$dir/root"
 }
 
+# The kernel of SUITE: linux-image-amd64 resolved to its versioned image
+# package; newer kernels split it into linux-binary-* and linux-modules-*
+# packages of the same version, which are extracted into the same tree.
 kernel() {
-  local suite=$1 dep
+  local suite=$1 img v dir
   update "$suite"
-  # linux-image-amd64 depends on the versioned image package.
   # shellcheck disable=SC2046
-  dep=$(apt-cache $(apt_suite "$suite") show --no-all-versions linux-image-amd64 |
+  img=$(apt-cache $(apt_suite "$suite") show --no-all-versions linux-image-amd64 |
     awk -F': ' '/^Depends:/ {print $2; exit}' | tr ',' '\n' |
     sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | head -n1)
-  [[ -n $dep ]] || die "cannot resolve linux-image-amd64 in $suite"
-  extract_one "$suite" "$dep"
+  [[ -n $img ]] || die "cannot resolve linux-image-amd64 in $suite"
+  v=$(version "$suite" "$img")
+  dir="$cache/kernels/${img}_${v//[:~]/_}"
+  if [[ ! -f $dir/.complete ]]; then
+    local pkgs=("$img") extra
+    # shellcheck disable=SC2046
+    extra=$(apt-cache $(apt_suite "$suite") show --no-all-versions "$img" |
+      awk -F': ' '/^Depends:/ {print $2; exit}' | tr ',|' '\n\n' |
+      sed -n 's/^ *\(linux-\(binary\|modules\)-[0-9][^ ]*\).*/\1/p')
+    for e in $extra; do pkgs+=("$e"); done
+    rm -rf "$dir" "$dir.tmp"
+    mkdir -p "$dir.tmp"
+    (
+      cd "$dir.tmp"
+      for p in "${pkgs[@]}"; do
+        # shellcheck disable=SC2046
+        apt-get $(apt_suite "$suite") -qq download "$p=$v" >&2 ||
+          die "downloading $p=$v from $suite failed"
+      done
+      for d in ./*.deb; do dpkg-deb -x "$d" root; done
+      rm -f ./*.deb
+    )
+    # One layout whatever the package's: vmlinuz, modules (the
+    # lib/modules/<kver> directory) and kver next to root/.
+    local mdir kver
+    mdir=$(find "$dir.tmp/root" -mindepth 3 -maxdepth 4 -type d -path '*lib/modules/*' | head -n1)
+    [[ -n $mdir ]] || die "no lib/modules/<kver> in ${pkgs[*]}"
+    kver=$(basename "$mdir")
+    echo "$kver" >"$dir.tmp/kver"
+    ln -s "${mdir#"$dir.tmp/"}" "$dir.tmp/modules"
+    if [[ -f $dir.tmp/root/boot/vmlinuz-$kver ]]; then
+      ln -s "root/boot/vmlinuz-$kver" "$dir.tmp/vmlinuz"
+    elif [[ -f $mdir/vmlinuz ]]; then
+      ln -s "${mdir#"$dir.tmp/"}/vmlinuz" "$dir.tmp/vmlinuz"
+    else
+      die "no vmlinuz in ${pkgs[*]}"
+    fi
+    touch "$dir.tmp/.complete"
+    mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir"
 }
 
 cmd=${1:-}
