@@ -488,7 +488,9 @@ TEST_F(SplitStreamTest, TarRoundTripsByteForByte) {
   std::string tar = b.finish() + std::string(10240 - (b.finish().size() % 10240), '\0');
   MemReader in(tar);
   ImportStats stats;
-  auto file = split_tar(in, *store_, stats);
+  auto sid = split_tar(in, *store_, stats);
+  ASSERT_TRUE(sid) << sid.error().message();
+  auto file = read_object(*store_, *sid, 1 << 30);
   ASSERT_TRUE(file) << file.error().message();
   EXPECT_EQ(stats.objects.load(), 4u);  // big, edge65, big2, huge
   EXPECT_EQ(stats.new_objects.load(), 3u);

@@ -16,6 +16,7 @@ std::string_view errc_name(Errc c) {
     case Errc::Permission: return "permission";
     case Errc::NoSpace: return "no-space";
     case Errc::TooBig: return "too-big";
+    case Errc::NoMemory: return "no-memory";
   }
   return "unknown";
 }

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <string>
 #include <string_view>
 #include <tl/expected.hpp>
@@ -26,6 +28,7 @@ enum class Errc {
   Permission,       // EPERM / EACCES
   NoSpace,          // ENOSPC / EDQUOT
   TooBig,           // a size or count over a format limit
+  NoMemory,         // an allocation failed (std::bad_alloc, ENOMEM)
 };
 
 std::string_view errc_name(Errc c);
@@ -75,6 +78,30 @@ inline tl::unexpected<Error> sys_error(int e, std::string_view what) {
 }
 // Same, reading errno.
 inline tl::unexpected<Error> sys_error(std::string_view what) { return sys_error(errno, what); }
+
+// An exception as an error: out of memory, or a library's own exception.
+inline Error exception_error(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::bad_alloc&) {
+    return Error(Errc::NoMemory, "out of memory");
+  } catch (const std::exception& x) {
+    return Error(Errc::Io, x.what());
+  } catch (...) {
+    return Error(Errc::Io, "unexpected exception");
+  }
+}
+
+// Runs `f` (returning a Result) with every exception turned into an error:
+// one escaping a worker thread would end the whole process.
+template <class F>
+auto catch_exceptions(F&& f) noexcept -> decltype(f()) {
+  try {
+    return f();
+  } catch (...) {
+    return tl::unexpected<Error>(exception_error(std::current_exception()));
+  }
+}
 
 }  // namespace cfs
 

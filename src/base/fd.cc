@@ -230,6 +230,21 @@ static std::string random_suffix() {
   return s;
 }
 
+Result<UniqueFd> unnamed_tmpfile(int dirfd) {
+  int fd = ::openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) return UniqueFd(fd);
+  for (int attempt = 0; attempt < 100; attempt++) {
+    std::string name = ".tmp-" + random_suffix();
+    fd = ::openat(dirfd, name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::unlinkat(dirfd, name.c_str(), 0);
+      return UniqueFd(fd);
+    }
+    if (errno != EEXIST) break;
+  }
+  return sys_error("cannot create a temporary file");
+}
+
 Result<AtomicFile> AtomicFile::create(const std::string& path, mode_t mode) {
   AtomicFile f;
   f.dir_ = dirname_of(path);

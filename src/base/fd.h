@@ -56,6 +56,10 @@ inline Status write_full(int fd, std::string_view s) {
   return write_full(fd, std::as_bytes(std::span(s.data(), s.size())));
 }
 
+// A read-write file with no name in directory `dirfd` (O_TMPFILE, else a
+// named one unlinked at once), for scratch data that must not live in memory.
+Result<UniqueFd> unnamed_tmpfile(int dirfd);
+
 // Reads a whole (small) file into memory, refusing anything over max_size.
 Result<std::string> read_file(int dirfd, const std::string& path, size_t max_size);
 Result<std::string> read_fd(int fd, size_t max_size);

@@ -21,22 +21,6 @@ namespace {
 // temporary file on the repository's filesystem.
 constexpr uint64_t kMemFileMax = 4 << 20;
 
-Result<UniqueFd> tmpfile_in(int dirfd) {
-  int fd = ::openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd >= 0) return UniqueFd(fd);
-  // No O_TMPFILE: a named temporary, unlinked at once.
-  for (int i = 0; i < 100; i++) {
-    std::string name = fmt::format(".tmp-oci-{}-{}", ::getpid(), ::random());
-    fd = ::openat(dirfd, name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      ::unlinkat(dirfd, name.c_str(), 0);
-      return UniqueFd(fd);
-    }
-    if (errno != EEXIST) break;
-  }
-  return sys_error("cannot create a temporary file");
-}
-
 Status read_up_to_data(TarReader& tar, std::span<uint8_t> out) {
   size_t got = 0;
   while (got < out.size()) {
@@ -54,12 +38,24 @@ Status read_up_to_data(TarReader& tar, std::span<uint8_t> out) {
 class StorePool {
  public:
   explicit StorePool(unsigned threads) : max_inflight_(2 * threads) {
-    for (unsigned i = 0; i < threads; i++) threads_.emplace_back([this] { work(); });
+    for (unsigned i = 0; i < threads; i++) {
+      try {
+        threads_.emplace_back([this] { work(); });
+      } catch (const std::exception&) {
+        break;  // no more threads to be had: fewer (or the caller's) do the work
+      }
+    }
   }
   ~StorePool() { (void)finish(); }
 
   // False when an earlier job failed (finish() reports it).
   bool submit(std::function<Status()> job) {
+    if (threads_.empty()) {  // no worker could be started: run it here
+      Status st = catch_exceptions(job);
+      std::lock_guard lock(mu_);
+      if (!st && !error_) error_ = std::move(st.error());
+      return !error_;
+    }
     std::unique_lock lock(mu_);
     room_.wait(lock, [&] { return inflight_ < max_inflight_ || error_; });
     if (error_) return false;
@@ -91,7 +87,7 @@ class StorePool {
         job = std::move(queue_.front());
         queue_.pop_front();
       }
-      Status st = job();
+      Status st = catch_exceptions(job);
       std::lock_guard lock(mu_);
       inflight_--;
       if (!st && !error_) {
@@ -121,8 +117,8 @@ Result<std::string> read_object(const Store& s, const fsverity::Digest& d, size_
   return r;
 }
 
-Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
-  SplitStreamWriter w(store.alg(), kLayerContentType);
+Result<fsverity::Digest> split_tar(Reader& in, Store& store, ImportStats& stats) {
+  SplitStreamWriter w(store.alg(), kLayerContentType, store.tmp_dirfd());
   Status sink_status;
   TarReader tar(in, [&](std::span<const uint8_t> b) -> Status {
     stats.inline_bytes += b.size();
@@ -133,6 +129,10 @@ Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
   std::vector<uint8_t> buf(1 << 20);
   StorePool pool(std::max(1u, std::min(8u, std::thread::hardware_concurrency())));
   for (;;) {
+    // Every entry begins a chunk where the inline data has grown (headers
+    // are never split, as composefs-rs reads them whole).
+    CFS_TRY(tar.skip_entry());
+    CFS_TRY(w.chunk_boundary());
     CFS_TRY_ASSIGN(auto e, tar.next());
     if (!e) break;
     if (e->type != TarType::Regular || e->size == 0) continue;
@@ -171,7 +171,7 @@ Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
         if (!ok) break;
       }
     } else {
-      auto fd = tmpfile_in(store.tmp_dirfd());
+      auto fd = unnamed_tmpfile(store.tmp_dirfd());
       if (!fd) return ctx(fd.error());
       uint64_t left = e->size;
       while (left > 0) {
@@ -202,7 +202,13 @@ Result<std::string> split_tar(Reader& in, Store& store, ImportStats& stats) {
   }
   // Every object stored (or the first failure) before the stream exists.
   CFS_TRY(pool.finish());
-  return w.finish();
+  if (!w.spilled()) {
+    CFS_TRY_ASSIGN(std::string file, w.finish());
+    return store.store_bytes({reinterpret_cast<const uint8_t*>(file.data()), file.size()});
+  }
+  CFS_TRY_ASSIGN(auto file, w.finish_file());
+  CFS_TRY(store.store_object(file.fd.get(), file.size, file.digest));
+  return file.digest;
 }
 
 Status cat_stream(const Store& store, SplitStreamReader& r, int out_fd, Sha256* sha) {

@@ -23,8 +23,9 @@ struct ImportStats {
 
 // Splits an uncompressed tar stream: every tar byte is kept (so the stream
 // reassembles exactly), regular files over kInlineMax bytes become objects.
-// Returns the split stream file (not yet stored).
-Result<std::string> split_tar(Reader& tar, Store& store, ImportStats& stats);
+// Stores the split stream (in bounded memory, whatever the layer's size) and
+// returns its object id; the caller registers it.
+Result<fsverity::Digest> split_tar(Reader& tar, Store& store, ImportStats& stats);
 
 // Writes the whole reassembled stream to `out_fd`, optionally hashing it.
 Status cat_stream(const Store& store, SplitStreamReader& r, int out_fd, Sha256* sha = nullptr);

@@ -117,6 +117,18 @@ Result<size_t> VerifyingReader::read(std::span<uint8_t> buf) {
   return n;
 }
 
+Result<size_t> LimitReader::read(std::span<uint8_t> buf) {
+  // Ask for one byte beyond the limit to tell a longer stream from one that
+  // ends there.
+  uint64_t room = limit_ - std::min(limit_, count_) + 1;
+  if (buf.size() > room) buf = buf.first(static_cast<size_t>(room));
+  CFS_TRY_ASSIGN(size_t n, in_.read(buf));
+  count_ += n;
+  if (count_ > limit_)
+    return errorf(Errc::TooBig, "{}: more than {} bytes (the limit)", what_, limit_);
+  return n;
+}
+
 Status check_digest(std::string_view digest) {
   if (!digest.starts_with("sha256:"))
     return errorf(Errc::Unsupported, "digest '{}': only sha256 digests are supported", digest);

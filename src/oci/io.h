@@ -112,6 +112,21 @@ class VerifyingReader : public Reader {
   bool done_ = false;
 };
 
+// Passes at most `limit` bytes through; a longer stream is an error naming
+// `what` (an uncompressed layer: a bomb must not fill the disk).
+class LimitReader : public Reader {
+ public:
+  LimitReader(Reader& in, uint64_t limit, std::string what)
+      : in_(in), limit_(limit), what_(std::move(what)) {}
+  Result<size_t> read(std::span<uint8_t> buf) override;
+
+ private:
+  Reader& in_;
+  uint64_t limit_;
+  std::string what_;
+  uint64_t count_ = 0;
+};
+
 // Checks an OCI digest string "sha256:<64 lowercase hex>" (the only
 // algorithm we can verify); other algorithms are refused.
 Status check_digest(std::string_view digest);

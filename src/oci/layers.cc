@@ -28,9 +28,18 @@ struct Leaf {
 struct Dir;
 using Entry = std::variant<std::unique_ptr<Dir>, std::shared_ptr<Leaf>>;
 
+// A directory entry and the layer that wrote it: whiteouts hide only what
+// lower layers wrote, and a layer writes a path once (directories aside).
+struct Slot {
+  Entry e;
+  uint32_t layer = 0;
+};
+
 struct Dir {
   Stat st;
-  std::map<std::string, Entry> children;
+  std::map<std::string, Slot> children;
+  uint32_t created = 0;  // the layer that made it (its children are that layer's or later)
+  uint32_t purged = 0;   // the last layer whose whiteouts emptied it of lower content
 };
 
 Stat stat_of(const TarEntry& e) {
@@ -51,8 +60,9 @@ std::string_view parent_path(std::string_view p) {
 struct LayerMerger::Impl {
   Dir root;
   std::string layer;
-  std::vector<std::pair<TarEntry, FileData>> pending;
-  std::unordered_map<std::string, TarType> seen;  // path -> type, this layer
+  uint32_t cur = 0;  // the layer being added, from 1
+  // Whiteouts of this layer (they write no slot), to refuse repeats.
+  std::unordered_set<std::string> whiteouts;
 
   Error entry_error(const TarEntry& e, Errc c, std::string_view msg) const {
     return Error(
@@ -70,7 +80,7 @@ struct LayerMerger::Impl {
       std::string name(path.substr(i, j - i));
       auto it = d->children.find(name);
       if (it == d->children.end()) return nullptr;
-      auto* sub = std::get_if<std::unique_ptr<Dir>>(&it->second);
+      auto* sub = std::get_if<std::unique_ptr<Dir>>(&it->second.e);
       if (!sub) return errorf(Errc::Corrupt, "'{}' is not a directory", path.substr(0, j));
       d = sub->get();
       i = j + 1;
@@ -78,22 +88,53 @@ struct LayerMerger::Impl {
     return d;
   }
 
+  // Removes what lower layers left below `d` (an opaque directory), once per
+  // layer: this layer's entries stay, and directories this layer made hold
+  // nothing older.
+  void hide_lower(Dir& d) {
+    if (d.purged == cur) return;
+    d.purged = cur;
+    for (auto it = d.children.begin(); it != d.children.end();) {
+      if (it->second.layer < cur) {
+        it = d.children.erase(it);
+        continue;
+      }
+      if (auto* sub = std::get_if<std::unique_ptr<Dir>>(&it->second.e))
+        if ((*sub)->created < cur) hide_lower(**sub);
+      ++it;
+    }
+  }
+
   Status apply_whiteout(const TarEntry& e) {
+    if (!whiteouts.insert(e.path).second)
+      return tl::unexpected(
+          entry_error(e, Errc::Corrupt, "duplicate entry (the path appeared before)"));
     std::string_view base = base_name(e.path);
     // A non-directory (or nothing) on the way means there is nothing below
     // to hide: a layer that replaces a lower symlink or file with an opaque
     // directory (`rm x; mkdir x` in one build step) carries exactly this.
-    // Its directory entry replaces the lower one in the entries pass.
+    // Its directory entry replaces the lower one, wherever it comes.
     auto dir = find_dir(parent_path(e.path));
     if (!dir || !*dir) return {};
     if (base == ".wh..wh..opq") {
-      (*dir)->children.clear();
+      hide_lower(**dir);
     } else if (base.starts_with(".wh..wh.")) {
       // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content.
-    } else {
-      (*dir)->children.erase(std::string(base.substr(4)));
+    } else if (auto it = (*dir)->children.find(std::string(base.substr(4)));
+               it != (*dir)->children.end()) {
+      // This layer's own entry of that name stays (an entry and its
+      // whiteout in one layer: the entry is what the layer has there).
+      if (it->second.layer < cur)
+        (*dir)->children.erase(it);
+      else if (auto* sub = std::get_if<std::unique_ptr<Dir>>(&it->second.e))
+        hide_lower(**sub);
     }
     return {};
+  }
+
+  Status duplicate(const TarEntry& e) const {
+    return tl::unexpected(
+        entry_error(e, Errc::Corrupt, "duplicate entry (the path appeared before)"));
   }
 
   Status apply(TarEntry& e, FileData& data) {
@@ -109,17 +150,25 @@ struct LayerMerger::Impl {
                       fmt::format("parent directory '{}' does not exist", parent_path(e.path))));
     std::string name(base_name(e.path));
     auto& children = (*dir)->children;
+    auto it = children.find(name);
+    // A directory repeated over itself (some layer writers emit it) is
+    // harmless and its last metadata wins; any other repeat is ambiguous.
+    bool over_dir =
+        it != children.end() && std::holds_alternative<std::unique_ptr<Dir>>(it->second.e);
+    if (it != children.end() && it->second.layer == cur &&
+        !(over_dir && e.type == TarType::Directory))
+      return duplicate(e);
     switch (e.type) {
       case TarType::Directory: {
-        auto it = children.find(name);
-        if (it != children.end())
-          if (auto* old = std::get_if<std::unique_ptr<Dir>>(&it->second)) {
-            (*old)->st = stat_of(e);
-            return {};
-          }
+        if (over_dir) {
+          std::get<std::unique_ptr<Dir>>(it->second.e)->st = stat_of(e);
+          it->second.layer = cur;
+          return {};
+        }
         auto d = std::make_unique<Dir>();
         d->st = stat_of(e);
-        children[name] = std::move(d);
+        d->created = cur;
+        children[name] = Slot{std::move(d), cur};
         return {};
       }
       case TarType::Hardlink: {
@@ -129,18 +178,18 @@ struct LayerMerger::Impl {
               entry_error(e, Errc::Corrupt, "hardlink target: " + tdir.error().message()));
         std::shared_ptr<Leaf> target;
         if (*tdir) {
-          auto it = (*tdir)->children.find(std::string(base_name(e.link)));
-          if (it != (*tdir)->children.end()) {
-            if (std::holds_alternative<std::unique_ptr<Dir>>(it->second))
+          auto t = (*tdir)->children.find(std::string(base_name(e.link)));
+          if (t != (*tdir)->children.end()) {
+            if (std::holds_alternative<std::unique_ptr<Dir>>(t->second.e))
               return tl::unexpected(
                   entry_error(e, Errc::Corrupt, fmt::format("hardlink to directory '{}'", e.link)));
-            target = std::get<std::shared_ptr<Leaf>>(it->second);
+            target = std::get<std::shared_ptr<Leaf>>(t->second.e);
           }
         }
         if (!target)
           return tl::unexpected(entry_error(
               e, Errc::Corrupt, fmt::format("hardlink target '{}' does not exist", e.link)));
-        children[name] = std::move(target);
+        children[name] = Slot{std::move(target), cur};
         return {};
       }
       default: break;
@@ -153,7 +202,7 @@ struct LayerMerger::Impl {
     if (e.type == TarType::Char || e.type == TarType::Block)
       leaf->rdev = makedev(e.dev_major, e.dev_minor);
     leaf->data = std::move(data);
-    children[name] = std::move(leaf);
+    children[name] = Slot{std::move(leaf), cur};
     return {};
   }
 };
@@ -165,36 +214,28 @@ LayerMerger& LayerMerger::operator=(LayerMerger&&) noexcept = default;
 
 void LayerMerger::begin_layer(std::string name) {
   impl_->layer = std::move(name);
-  impl_->pending.clear();
-  impl_->seen.clear();
+  impl_->cur++;
+  impl_->whiteouts.clear();
 }
 
 Status LayerMerger::add(TarEntry entry, FileData data) {
-  // A directory repeated over itself (some layer writers emit it) is
-  // harmless and its last metadata wins; any other repeat is ambiguous.
-  auto [it, fresh] = impl_->seen.try_emplace(entry.path, entry.type);
-  if (!fresh && !(it->second == TarType::Directory && entry.type == TarType::Directory))
-    return tl::unexpected(
-        impl_->entry_error(entry, Errc::Corrupt, "duplicate entry (the path appeared before)"));
+  auto& im = *impl_;
   if (entry.type == TarType::Regular) {
     bool inl = entry.size <= kInlineMax;
     if (inl ? data.inline_data.size() != entry.size || data.digest
             : !data.digest || !data.inline_data.empty())
       return tl::unexpected(
-          impl_->entry_error(entry, Errc::Corrupt, "file content does not match its size"));
+          im.entry_error(entry, Errc::Corrupt, "file content does not match its size"));
   }
-  impl_->pending.emplace_back(std::move(entry), std::move(data));
-  return {};
+  // Entries apply as they come, which needs no memory for the layer: the
+  // layer marks on every path keep whiteouts to lower content whatever
+  // their place in the archive.
+  if (base_name(entry.path).starts_with(".wh.")) return im.apply_whiteout(entry);
+  return im.apply(entry, data);
 }
 
 Status LayerMerger::end_layer() {
-  auto& im = *impl_;
-  for (auto& [e, d] : im.pending)
-    if (base_name(e.path).starts_with(".wh.")) CFS_TRY(im.apply_whiteout(e));
-  for (auto& [e, d] : im.pending)
-    if (!base_name(e.path).starts_with(".wh.")) CFS_TRY(im.apply(e, d));
-  im.pending.clear();
-  im.seen.clear();
+  impl_->whiteouts.clear();
   return {};
 }
 
@@ -206,11 +247,11 @@ Status LayerMerger::transform_for_oci() {
   if (usr_it == root.children.end())
     return make_error(Errc::NotFound,
                       "the image has no /usr: the container transformation copies its metadata");
-  auto* usr = std::get_if<std::unique_ptr<Dir>>(&usr_it->second);
+  auto* usr = std::get_if<std::unique_ptr<Dir>>(&usr_it->second.e);
   if (!usr) return make_error(Errc::Corrupt, "/usr is not a directory");
   root.st = (*usr)->st;
   if (auto run = root.children.find("run"); run != root.children.end()) {
-    auto* rd = std::get_if<std::unique_ptr<Dir>>(&run->second);
+    auto* rd = std::get_if<std::unique_ptr<Dir>>(&run->second.e);
     if (!rd) return make_error(Errc::Corrupt, "/run is not a directory");
     (*rd)->children.clear();
     (*rd)->st.mtime_sec = (*usr)->st.mtime_sec;
@@ -225,7 +266,8 @@ Status LayerMerger::transform_for_oci() {
     Dir* d = stack.back();
     stack.pop_back();
     filter(d->st);
-    for (auto& [name, e] : d->children) {
+    for (auto& [name, slot] : d->children) {
+      auto& e = slot.e;
       if (auto* sub = std::get_if<std::unique_ptr<Dir>>(&e))
         stack.push_back(sub->get());
       else if (auto& l = std::get<std::shared_ptr<Leaf>>(e); done.insert(l.get()).second)
@@ -235,8 +277,10 @@ Status LayerMerger::transform_for_oci() {
   return {};
 }
 
-Result<Tree> LayerMerger::to_tree() const {
+Result<Tree> LayerMerger::to_tree() {
   Tree tree;
+  // Hardlinked leaves by address: every leaf exists before the walk starts,
+  // so an address freed during it never comes back as another leaf.
   std::map<const Leaf*, Node*> primaries;
   auto fill = [](Node* n, const Stat& st) -> Status {
     n->uid = st.uid;
@@ -253,10 +297,13 @@ Result<Tree> LayerMerger::to_tree() const {
   tree.set_root(root);
 
   // Depth-first in name order, so the first path reached is the primary.
-  // Depth is bounded by the path length limit of the tar reader.
-  std::function<Status(const Dir*, Node*)> walk = [&](const Dir* dir, Node* node) -> Status {
+  // Depth is bounded by the path length limit of the tar reader.  Each
+  // directory is freed once converted: the two trees never coexist whole.
+  std::function<Status(Dir*, Node*)> walk = [&](Dir* dir, Node* node) -> Status {
     std::vector<std::pair<std::string, Node*>> kids;
-    for (auto& [name, e] : dir->children) {
+    kids.reserve(dir->children.size());
+    for (auto& [name, slot] : dir->children) {
+      Entry& e = slot.e;
       Node* n = tree.new_node();
       kids.emplace_back(name, n);
       if (auto* sub = std::get_if<std::unique_ptr<Dir>>(&e)) {
@@ -266,7 +313,8 @@ Result<Tree> LayerMerger::to_tree() const {
         CFS_TRY(walk(sub->get(), n));
         continue;
       }
-      const Leaf* l = std::get<std::shared_ptr<Leaf>>(e).get();
+      auto& shared = std::get<std::shared_ptr<Leaf>>(e);
+      Leaf* l = shared.get();
       uint32_t type = 0;
       switch (l->type) {
         case TarType::Regular: type = S_IFREG; break;
@@ -283,22 +331,23 @@ Result<Tree> LayerMerger::to_tree() const {
         tree.make_hardlink(n, it->second);
         continue;
       }
-      primaries.emplace(l, n);
+      if (shared.use_count() > 1) primaries.emplace(l, n);
       auto st = fill(n, l->st);
       if (!st) return tl::unexpected(std::move(st.error()).context(name));
       n->rdev = l->rdev;
       if (type == S_IFLNK) {
-        n->payload = l->link;
         n->size = l->link.size();
+        n->payload = std::move(l->link);
       } else if (type == S_IFREG) {
         n->size = l->size;
-        if (l->size > 0 && l->size <= kInlineMax) n->content = l->data.inline_data;
+        if (l->size > 0 && l->size <= kInlineMax) n->content = std::move(l->data.inline_data);
         if (l->data.digest) {
           n->digest = *l->data.digest;
           n->payload = l->data.digest->object_path();
         }
       }
     }
+    dir->children.clear();
     return tree.set_children(node, std::move(kids));
   };
   CFS_TRY(walk(&impl_->root, root));

@@ -64,7 +64,8 @@ class LayerMerger {
 
   // The merged tree; hardlinked inodes are primary at their first path in
   // sorted depth-first order (as a directory scan and composefs-rs pick).
-  Result<Tree> to_tree() const;
+  // Consumes the merger's own tree as it goes (call it once, last).
+  Result<Tree> to_tree();
 
   struct Impl;
 

@@ -13,7 +13,9 @@
 namespace cfs::oci {
 namespace {
 
-constexpr size_t kMaxStreamFile = size_t{1} << 32;  // split streams read into memory
+// After a layer fails to parse, the rest of its blob is read (for a digest
+// mismatch, the likelier cause) only up to this much.
+constexpr uint64_t kMaxDrainAfterError = 16 << 20;
 
 std::string human_bytes(uint64_t b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -48,8 +50,10 @@ class CountingReader : public Reader {
 
 Result<SplitStreamReader> open_stream(const Store& s, const fsverity::Digest& d,
                                       std::optional<uint64_t> type) {
-  CFS_TRY_ASSIGN(std::string file, read_object(s, d, kMaxStreamFile));
-  return SplitStreamReader::open(std::move(file), s.alg(), type);
+  CFS_TRY_ASSIGN(UniqueFd fd, s.open_object(d));
+  auto r = SplitStreamReader::open(std::move(fd), s.alg(), type);
+  if (!r) return tl::unexpected(std::move(r.error()).context("split stream " + d.hex()));
+  return r;
 }
 
 // The single external object of a manifest or config stream.
@@ -95,28 +99,39 @@ Result<fsverity::Digest> fetch_layer(Store& store, Source& src, const Descriptor
   VerifyingReader compressed(counted, "layer " + d.digest, d.digest, static_cast<int64_t>(d.size));
   CFS_TRY_ASSIGN(Compression comp, layer_compression(d.media_type));
   auto dec = decompressor(compressed, comp);
-  VerifyingReader plain(*dec, "layer " + d.digest + " uncompressed (diff_id)", diff_id);
-  auto file = split_tar(plain, store, stats);
+  LimitReader limited(*dec, opts.max_layer_bytes, "uncompressed layer");
+  VerifyingReader plain(limited, "layer " + d.digest + " uncompressed (diff_id)", diff_id);
+  auto sid = split_tar(plain, store, stats);
   // The tar reader read to the end of the uncompressed stream (verifying
   // the diff_id); read the compressed one to its end too (its digest).  When
   // the layer failed to parse, a wrong blob is the likelier cause: report
-  // the digest mismatch if there is one.
+  // the digest mismatch if there is one within a few more MiB.
   uint8_t rest[65536];
-  for (;;) {
+  for (uint64_t drained = 0; sid || drained <= kMaxDrainAfterError;) {
     auto n = compressed.read(rest);
     if (!n) {
-      if (!file && n.error().code() != Errc::VerityMismatch)
-        return tl::unexpected(std::move(file.error()).context("layer " + d.digest));
+      if (!sid && n.error().code() != Errc::VerityMismatch) break;
       return tl::unexpected(n.error());
     }
     if (*n == 0) break;
+    drained += *n;
   }
-  if (!file) return tl::unexpected(std::move(file.error()).context("layer " + d.digest));
-  CFS_TRY_ASSIGN(fsverity::Digest sid,
-                 store.store_bytes({reinterpret_cast<const uint8_t*>(file->data()), file->size()}));
-  CFS_TRY(store.register_stream(layer_stream_id(diff_id), sid));
+  if (!sid) return tl::unexpected(std::move(sid.error()).context("layer " + d.digest));
+  CFS_TRY(store.register_stream(layer_stream_id(diff_id), *sid));
   if (opts.progress) opts.progress({d.digest, d.size, d.size, true, false});
-  return sid;
+  return *sid;
+}
+
+// The layers (streams by diff_id) merged and transformed.
+Result<Tree> merge_layers(const Store& store, const std::vector<std::string>& diff_ids,
+                          const std::map<std::string, fsverity::Digest>& streams) {
+  LayerMerger merger;
+  for (auto& diff_id : diff_ids) {
+    CFS_TRY_ASSIGN(auto r, open_stream(store, streams.at(diff_id), kLayerContentType));
+    CFS_TRY(merge_layer_stream(store, r, merger, diff_id));
+  }
+  CFS_TRY(merger.transform_for_oci());
+  return merger.to_tree();
 }
 
 }  // namespace
@@ -213,7 +228,7 @@ Result<PullResult> pull(Store& store, const std::string& source, const std::stri
       }
       const Descriptor& d = img.manifest.layers[i];
       const std::string& diff_id = img.config.diff_ids[i];
-      auto r = fetch_layer(store, *src, d, diff_id, stats, opts);
+      auto r = catch_exceptions([&] { return fetch_layer(store, *src, d, diff_id, stats, opts); });
       std::lock_guard lock(mu);
       if (!r) {
         if (!first_error) first_error = std::move(r.error());
@@ -226,21 +241,22 @@ Result<PullResult> pull(Store& store, const std::string& source, const std::stri
   unsigned jobs = opts.jobs ? opts.jobs : 4;
   if (!src->concurrent_blobs()) jobs = 1;
   jobs = static_cast<unsigned>(std::min<size_t>(jobs, todo.size()));
-  std::vector<std::thread> threads;
-  for (unsigned t = 1; t < jobs; t++) threads.emplace_back(worker);
+  std::vector<std::jthread> threads;
+  for (unsigned t = 1; t < jobs; t++) {
+    try {
+      threads.emplace_back(worker);
+    } catch (const std::exception&) {
+      break;  // no more threads to be had: fewer fetch
+    }
+  }
   if (jobs > 0) worker();
   for (auto& t : threads) t.join();
   if (first_error) return tl::unexpected(std::move(*first_error));
 
   // The merged filesystem and its image, built from the stored layers.
-  LayerMerger merger;
-  for (auto& diff_id : img.config.diff_ids) {
-    CFS_TRY_ASSIGN(auto r, open_stream(store, layer_ids.at(diff_id), kLayerContentType));
-    CFS_TRY(merge_layer_stream(store, r, merger, diff_id));
-  }
-  CFS_TRY(merger.transform_for_oci());
-  CFS_TRY_ASSIGN(Tree tree, merger.to_tree());
+  CFS_TRY_ASSIGN(Tree tree, merge_layers(store, img.config.diff_ids, layer_ids));
   CFS_TRY_ASSIGN(auto erofs, repository::build_image(tree, store.erofs_version()));
+  tree = Tree();
   CFS_TRY_ASSIGN(res.image_id, store.write_image(erofs));
 
   // Config stream: layer refs in diff_id order, the image, the JSON.
@@ -352,13 +368,7 @@ Status untag_image(Store& store, const std::string& tag) {
 }
 
 Result<Tree> image_tree(const Store& store, const StoredImage& img) {
-  LayerMerger merger;
-  for (auto& diff_id : img.config.diff_ids) {
-    CFS_TRY_ASSIGN(auto r, open_stream(store, img.layers.at(diff_id), kLayerContentType));
-    CFS_TRY(merge_layer_stream(store, r, merger, diff_id));
-  }
-  CFS_TRY(merger.transform_for_oci());
-  return merger.to_tree();
+  return merge_layers(store, img.config.diff_ids, img.layers);
 }
 
 Status write_layer_tar(const Store& store, const std::string& diff_id, int fd) {

@@ -37,9 +37,15 @@ struct Progress {
   bool skipped = false;  // already stored
 };
 
+// The default bound on a layer's uncompressed size: far beyond real layers
+// (the largest are tens of GiB), short of filling a disk from a small bomb.
+inline constexpr uint64_t kDefaultMaxLayerBytes = uint64_t{64} << 30;
+
 struct PullOptions {
   SourceOptions source;
-  unsigned jobs = 0;                              // parallel layer downloads; 0: min(layers, 4)
+  unsigned jobs = 0;  // parallel layer downloads; 0: min(layers, 4)
+  // Uncompressed bytes allowed per layer (cfsctl oci pull --max-layer-size).
+  uint64_t max_layer_bytes = kDefaultMaxLayerBytes;
   std::function<void(const Progress&)> progress;  // called from worker threads
 };
 

@@ -39,26 +39,54 @@ inline constexpr uint64_t kConfigContentType = content_type("ociconfg");
 inline constexpr uint64_t kManifestContentType = content_type("ocimanif");
 inline constexpr uint64_t kBlobContentType = content_type("oci_blob");
 
+// Inline data buffered before chunk_boundary() compresses it.
+inline constexpr size_t kInlineFlush = 1 << 20;
+// Compressed bytes kept in memory before they go to the spill file.
+inline constexpr size_t kSpillThreshold = 1 << 20;
+
 class SplitStreamWriter {
  public:
-  SplitStreamWriter(fsverity::HashAlg alg, uint64_t content_type);
+  // With `spill_dirfd`, the compressed stream goes to an unnamed temporary
+  // file in that directory once it passes kSpillThreshold, so a stream of
+  // any size is written in bounded memory (then finish_file() gives it).
+  SplitStreamWriter(fsverity::HashAlg alg, uint64_t content_type, int spill_dirfd = -1);
   ~SplitStreamWriter();
   SplitStreamWriter(const SplitStreamWriter&) = delete;
   SplitStreamWriter& operator=(const SplitStreamWriter&) = delete;
 
-  // Adjacent inline data is coalesced into one chunk.
+  // Adjacent inline data is coalesced into one chunk until a boundary.
   Status write_inline(std::span<const uint8_t> data);
+  // A place where the inline chunk may end: inline data past kInlineFlush is
+  // compressed as one chunk here.  composefs-rs reads every tar header from
+  // a single chunk, so layers mark only the start of each entry.
+  Status chunk_boundary();
   // A chunk that is the whole content of object `d` (`size` bytes).
   Status write_external(const fsverity::Digest& d, uint64_t size);
   void add_named_ref(const std::string& name, const fsverity::Digest& stream);
-  // The complete file.
+  // Whether the stream went to the spill file (then only finish_file()).
+  bool spilled() const { return spill_.valid(); }
+  // The complete file, in memory.
   Result<std::string> finish();
+  // The complete file in a temporary file (read-write, at offset 0), with
+  // its size and fs-verity digest.
+  struct File {
+    UniqueFd fd;
+    uint64_t size = 0;
+    fsverity::Digest digest;
+  };
+  Result<File> finish_file();
 
  private:
   Status flush_inline();
   Status compress(std::span<const uint8_t> data);
+  Status end_stream();
+  Status spill();
+  std::string header(uint64_t stream_bytes, const std::string& named) const;
   fsverity::HashAlg alg_;
   uint64_t content_type_;
+  int spill_dirfd_;
+  UniqueFd spill_;
+  uint64_t spilled_bytes_ = 0;
   struct Z;
   std::unique_ptr<Z> z_;
   std::string stream_;
@@ -69,17 +97,27 @@ class SplitStreamWriter {
   std::map<std::string, size_t> named_;
 };
 
+// Inline data is handed out in pieces of at most this size.
+inline constexpr size_t kMaxInlinePiece = 1 << 20;
+
 struct SplitStreamChunk {
   bool external = false;
-  std::string data;         // inline bytes
+  std::string data;         // inline bytes (a piece of a chunk: see kMaxInlinePiece)
   fsverity::Digest object;  // external
 };
 
 class SplitStreamReader {
  public:
   // Parses and checks the header, the reference arrays and the named refs;
-  // the stream itself is decompressed as it is read.
+  // the stream itself is decompressed as it is read.  Nothing is allocated
+  // by a size the file states: ranges must lie within the file, and inline
+  // chunks are read in bounded pieces and refused when longer than what the
+  // compressed bytes left can hold.
   static Result<SplitStreamReader> open(std::string file, fsverity::HashAlg alg,
+                                        std::optional<uint64_t> expected_type);
+  // The same from a file (at offset 0; its size is taken once): only the
+  // header, the arrays and the named refs are held in memory.
+  static Result<SplitStreamReader> open(UniqueFd fd, fsverity::HashAlg alg,
                                         std::optional<uint64_t> expected_type);
   SplitStreamReader(SplitStreamReader&&) noexcept;
   SplitStreamReader& operator=(SplitStreamReader&&) noexcept;
@@ -102,16 +140,17 @@ class SplitStreamReader {
   Result<std::optional<fsverity::Digest>> take_external();
 
  private:
+  struct D;
   SplitStreamReader() = default;
+  static Result<SplitStreamReader> open_source(std::unique_ptr<D> d, fsverity::HashAlg alg,
+                                               std::optional<uint64_t> expected_type);
   Result<size_t> decompress(std::span<uint8_t> out);
   Status read_exact(std::span<uint8_t> out);
   Result<bool> read_chunk_header();
 
-  std::string file_;
   uint64_t content_type_ = 0, stream_size_ = 0;
   std::vector<fsverity::Digest> object_refs_, stream_refs_;
   std::map<std::string, fsverity::Digest> named_;
-  struct D;
   std::unique_ptr<D> d_;
   uint64_t inline_left_ = 0;
   std::optional<fsverity::Digest> pending_external_;

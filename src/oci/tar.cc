@@ -125,8 +125,17 @@ Status parse_pax_time(std::string_view v, int64_t& sec, uint32_t& nsec) {
   return {};
 }
 
+// The PAX keys an entry uses; the others (atime, ctime, comment, vendor
+// keys...) are validated and dropped, so junk records cost no memory.
+bool pax_key_used(std::string_view k) {
+  return k == "path" || k == "linkpath" || k == "size" || k == "mtime" || k == "uid" ||
+         k == "gid" || k == "uname" || k == "gname" || k.starts_with("SCHILY.xattr.") ||
+         k.starts_with("LIBARCHIVE.xattr.") || k.starts_with("GNU.sparse.");
+}
+
 // PAX records: "<len> <key>=<value>\n", len counting the whole record.
-Status parse_pax(std::string_view data, std::map<std::string, std::string>& out) {
+// With `out` null, the records are only validated (global headers).
+Status parse_pax(std::string_view data, std::map<std::string, std::string>* out) {
   size_t pos = 0;
   while (pos < data.size()) {
     // Some writers pad the record block with NULs.
@@ -144,7 +153,8 @@ Status parse_pax(std::string_view data, std::map<std::string, std::string>& out)
     size_t eq = rec.find('=');
     if (eq == std::string_view::npos || eq == 0)
       return errorf(Errc::Corrupt, "PAX record at byte {} has no key", pos);
-    out[std::string(rec.substr(0, eq))] = std::string(rec.substr(eq + 1));
+    if (out && pax_key_used(rec.substr(0, eq)))
+      (*out)[std::string(rec.substr(0, eq))] = std::string(rec.substr(eq + 1));
     pos += *len;
   }
   return {};
@@ -286,11 +296,20 @@ Result<size_t> TarReader::read_data(std::span<uint8_t> buf) {
   return n;
 }
 
-Status TarReader::drain_trailer() {
+Status TarReader::drain_trailer(uint64_t end_offset) {
   uint8_t buf[65536];
+  uint64_t trailer = 0;
   for (;;) {
-    CFS_TRY_ASSIGN(size_t n, in_.read(buf));
+    // One byte more than allowed tells a longer trailer from the limit.
+    size_t want = static_cast<size_t>(std::min<uint64_t>(sizeof buf, kMaxTrailer + 1 - trailer));
+    CFS_TRY_ASSIGN(size_t n, in_.read({buf, want}));
     if (n == 0) return {};
+    trailer += n;
+    if (trailer > kMaxTrailer)
+      return errorf(Errc::TooBig,
+                    "tar: more than {} bytes after the end of the archive at offset {} (tar "
+                    "writers pad to one record at most)",
+                    kMaxTrailer, end_offset);
     offset_ += n;
     CFS_TRY(emit({buf, n}));
   }
@@ -328,7 +347,7 @@ Result<std::optional<TarEntry>> TarReader::next() {
       if (*got2 && !all_zero(h2, kBlock))
         return errorf(Errc::Corrupt, "tar: a lone zero block at offset {} followed by data",
                       block_off);
-      if (*got2) CFS_TRY(drain_trailer());
+      if (*got2) CFS_TRY(drain_trailer(block_off));
       ended_ = true;
       return std::optional<TarEntry>();
     }
@@ -352,6 +371,14 @@ Result<std::optional<TarEntry>> TarReader::next() {
         return errorf(Errc::TooBig,
                       "tar header at offset {}: '{}' extension of {} bytes (limit {})", block_off,
                       tf, size, limit);
+      // All of them together too: the headers before one entry are held in
+      // memory (and inline in a split stream) until the entry is read.
+      uint64_t padded = size + (kBlock - size % kBlock) % kBlock;
+      if (block_off + kBlock + padded - start > kMaxExtensionBytes)
+        return errorf(Errc::TooBig,
+                      "tar header at offset {}: extension headers of more than {} bytes before "
+                      "one entry (the last at offset {})",
+                      start, kMaxExtensionBytes, block_off);
       std::string data(size, '\0');
       auto bytes = std::span(reinterpret_cast<uint8_t*>(data.data()), data.size());
       if (auto st = read_exact(bytes); !st) return fail(st.error());
@@ -361,11 +388,11 @@ Result<std::optional<TarEntry>> TarReader::next() {
       if (auto st = read_exact({padbuf, pad}); !st) return fail(st.error());
       CFS_TRY(emit({padbuf, pad}));
       if (tf == 'x') {
-        if (auto st = parse_pax(data, pax); !st) return fail(st.error());
+        if (auto st = parse_pax(data, &pax); !st) return fail(st.error());
         pending = true;
       } else if (tf == 'g') {
-        std::map<std::string, std::string> global;  // validated, then ignored (as runtimes do)
-        if (auto st = parse_pax(data, global); !st) return fail(st.error());
+        // Validated, then ignored (as runtimes do).
+        if (auto st = parse_pax(data, nullptr); !st) return fail(st.error());
       } else {
         while (!data.empty() && data.back() == '\0') data.pop_back();
         (tf == 'L' ? long_name : long_link) = std::move(data);

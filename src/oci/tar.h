@@ -31,9 +31,15 @@ enum class TarType : char {
 
 // Regular files larger than this are unreasonable in a layer (16 TiB).
 inline constexpr uint64_t kMaxTarFileSize = uint64_t{1} << 44;
-// Bounds on extension headers, which are held in memory.
+// Bounds on extension headers, which are held in memory: one PAX header,
+// one GNU long name or link, and everything (headers included) that comes
+// before one entry's own header.
 inline constexpr uint64_t kMaxPaxSize = 8 << 20;
 inline constexpr uint64_t kMaxLongName = 64 << 10;
+inline constexpr uint64_t kMaxExtensionBytes = 8 << 20;
+// Bytes accepted after the end-of-archive blocks: tar writers pad the
+// archive to a whole record (10 KiB by default, rarely more than 1 MiB).
+inline constexpr uint64_t kMaxTrailer = 1 << 20;
 
 struct TarEntry {
   // Normalized: relative, no "." or empty components, no trailing '/'; ""
@@ -68,6 +74,10 @@ class TarReader {
   Result<std::optional<TarEntry>> next();
   // Reads the current entry's data; 0 at its end.
   Result<size_t> read_data(std::span<uint8_t> buf);
+  // Consumes the rest of the current entry (unread data and padding, passed
+  // to the raw sink), so that the next byte is the next entry's first header
+  // block: where a split stream may start a new chunk.
+  Status skip_entry() { return finish_entry(); }
   // The caller consumed the current entry's data elsewhere (a split stream
   // stores it as an object): the reader continues after it.
   void data_consumed_elsewhere() { data_left_ = 0; }
@@ -80,7 +90,7 @@ class TarReader {
   Status read_exact(std::span<uint8_t> buf);
   Status emit(std::span<const uint8_t> bytes);
   Status finish_entry();
-  Status drain_trailer();
+  Status drain_trailer(uint64_t end_offset);
 
   Reader& in_;
   RawSink raw_;
