@@ -114,7 +114,12 @@ fsverity::HashAlg hash_without_repo(const Global& g) {
   if (g.no_repo) return fallback;
   auto path = repo_path(g);
   if (!path) return fallback;
-  auto text = read_file(AT_FDCWD, *path + "/meta.json", 1 << 20);
+  // Confined and non-blocking as every repository read (a planted FIFO).
+  auto dir = open_at(AT_FDCWD, *path, O_RDONLY | O_DIRECTORY);
+  if (!dir) return fallback;
+  auto text = repository::open_file(dir->get(), "meta.json", true).and_then([](UniqueFd f) {
+    return read_fd(f.get(), 1 << 20);
+  });
   if (!text) return fallback;
   auto meta = Metadata::parse(*text);
   if (!meta) return fallback;
@@ -289,7 +294,7 @@ int cmd_images(const Global& g, bool json, bool no_trunc) {
   // Unreadable entries are skipped: a listing, not a check (that is fsck).
   std::function<void(const std::string&, const std::string&)> walk = [&](const std::string& dir,
                                                                          const std::string& pre) {
-    auto entries = list_dir(repo->dirfd(), dir);
+    auto entries = repository::list_dir(repo->dirfd(), dir);
     if (!entries) return;
     for (const auto& e : *entries) {
       std::string rel = dir + "/" + e.name;
@@ -421,7 +426,7 @@ int cmd_dump_files(const Global& g, const std::string& image, const std::vector<
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int tool_main(int argc, char** argv) {
   Global g;
   CLI::App app{"Manage a composefs repository", kTool};
   app.set_help_flag("-h,--help", "Show this help");
@@ -557,3 +562,5 @@ int main(int argc, char** argv) {
         [&](const Repository& r) { return image_format(g, r); });
   return tools::usage_error(kTool, "no command given");
 }
+
+int main(int argc, char** argv) { return cfs::tools::guarded_main(kTool, argc, argv, tool_main); }

@@ -24,6 +24,11 @@ constexpr const char* kTool = "cfsctl";
 using json = nlohmann::json;
 
 void print(std::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+// Names come from the repository (tags are file names) and need not be
+// UTF-8: such bytes print as U+FFFD instead of failing the whole output.
+std::string dump_json(const json& j) {
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
 int done() {
   if (std::fflush(stdout) != 0) return fail(kTool, Error(Errc::Io, "cannot write stdout"));
   return 0;
@@ -135,9 +140,9 @@ int cat(repository::Repository& repo, const std::string& name) {
   auto id = store.stream(sid);
   if (!id) return fail(kTool, id.error());
   if (!*id) return fail(kTool, Error(Errc::NotFound, fmt::format("no such stream: {}", name)));
-  auto file = oci::read_object(store, **id, size_t{1} << 32);
-  if (!file) return fail(kTool, file.error());
-  auto r = oci::SplitStreamReader::open(std::move(*file), repo.alg(), std::nullopt);
+  auto fd = store.open_object(**id);
+  if (!fd) return fail(kTool, fd.error());
+  auto r = oci::SplitStreamReader::open(std::move(*fd), repo.alg(), std::nullopt);
   if (!r) return fail(kTool, std::move(r.error()).context("streams/" + name));
   if (auto st = oci::cat_stream(store, *r, STDOUT_FILENO); !st) return fail(kTool, st.error());
   return 0;
@@ -205,7 +210,7 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
                       std::to_string(img->manifest.layers.size()), "0"});
     }
     if (o->json) {
-      print(json{{"images", arr}}.dump(2) + "\n");
+      print(dump_json(json{{"images", arr}}));
     } else if (rows.empty()) {
       print("No images found\n");
     } else {
@@ -231,12 +236,11 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
     else if (o->config)
       print(img->config_json + "\n");
     else
-      print(json{{"manifest", img->manifest_json},
-                 {"config", img->config_json},
-                 {"referrers", json::array()},
-                 {"composefs_erofs", img->image ? json(img->image->hex()) : json(nullptr)}}
-                .dump(2) +
-            "\n");
+      print(dump_json(
+          json{{"manifest", img->manifest_json},
+               {"config", img->config_json},
+               {"referrers", json::array()},
+               {"composefs_erofs", img->image ? json(img->image->hex()) : json(nullptr)}}));
     return done();
   }
   if (o->tag->parsed()) {
@@ -306,11 +310,9 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
     auto repo_fsck = repo->fsck();
     if (!repo_fsck) return fail(kTool, repo_fsck.error());
     if (o->json) {
-      print(json{{"ok", problems->empty() && repo_fsck->ok()},
-                 {"oci_errors", *problems},
-                 {"repository", json::parse(repo_fsck->to_json(), nullptr, false)}}
-                .dump(2) +
-            "\n");
+      print(dump_json(json{{"ok", problems->empty() && repo_fsck->ok()},
+                           {"oci_errors", *problems},
+                           {"repository", json::parse(repo_fsck->to_json(), nullptr, false)}}));
       return done();
     }
     print(repo_fsck->to_text());

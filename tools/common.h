@@ -18,6 +18,25 @@ inline int fail(const char* tool, const Error& e) {
   return 1;
 }
 
+// Runs a tool's main: whatever escapes it (out of memory, a library's
+// exception) is reported as an error naming the command line, with exit
+// status 1, instead of aborting the process.
+inline int guarded_main(const char* tool, int argc, char** argv, int (*body)(int, char**)) {
+  try {
+    return body(argc, argv);
+  } catch (...) {
+    Error e = exception_error(std::current_exception());
+    std::string cmd;
+    for (int i = 1; i < argc; i++) {
+      if (i > 1) cmd += ' ';
+      cmd += argv[i];
+    }
+    std::fprintf(stderr, "%s: error: %s (running: %s %s)\n", tool, e.message().c_str(), tool,
+                 cmd.c_str());
+    return 1;
+  }
+}
+
 inline int usage_error(const char* tool, const std::string& msg) {
   std::fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", tool, msg.c_str(), tool);
   return 2;

@@ -47,7 +47,7 @@ int run(const std::string& src, const std::string& dst) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int tool_main(int argc, char** argv) {
   std::string src, dst;
   CLI::App app{"Load a composefs image and write it out again", kTool};
   app.set_help_flag("-h,--help", "Show this help");
@@ -58,3 +58,5 @@ int main(int argc, char** argv) {
   if (dst.empty()) return tools::usage_error(kTool, "no destination path specified");
   return run(src, dst);
 }
+
+int main(int argc, char** argv) { return cfs::tools::guarded_main(kTool, argc, argv, tool_main); }

@@ -193,7 +193,7 @@ int run(const Args& a) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int tool_main(int argc, char** argv) {
   Args a;
   CLI::App app{"Show the contents of composefs images", kTool};
   app.set_help_flag("-h,--help", "Show this help");
@@ -215,3 +215,5 @@ int main(int argc, char** argv) {
           kTool, Error(Errc::InvalidArgument, fmt::format("filter must be a single name: {}", f)));
   return run(a);
 }
+
+int main(int argc, char** argv) { return cfs::tools::guarded_main(kTool, argc, argv, tool_main); }

@@ -152,7 +152,7 @@ int run(const Args& a) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int tool_main(int argc, char** argv) {
   Args a;
   CLI::App app{"Build a composefs image from a directory or a dump file", kTool};
   app.set_help_flag("-h,--help", "Show this help");
@@ -187,3 +187,5 @@ int main(int argc, char** argv) {
   if (a.source.empty()) return tools::usage_error(kTool, "empty source path specified");
   return run(a);
 }
+
+int main(int argc, char** argv) { return cfs::tools::guarded_main(kTool, argc, argv, tool_main); }

@@ -67,7 +67,7 @@ Status enter_namespace(const std::string& ns) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int tool_main(int argc, char** argv) {
   std::string image, mountpoint, fstype, ns;
   std::vector<std::string> option_strings;
   bool sloppy = false, fake = false, nomtab = false, verbose = false;
@@ -130,3 +130,5 @@ int main(int argc, char** argv) {
                  mount::to_string(m->overlay_method).data(), mount::to_string(m->verity).data());
   return 0;
 }
+
+int main(int argc, char** argv) { return cfs::tools::guarded_main(kTool, argc, argv, tool_main); }

@@ -2,10 +2,13 @@
 #include "base/dir.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 
 namespace cfs {
 
@@ -58,6 +61,94 @@ Result<std::vector<DirEntryInfo>> list_dir(int dirfd, const std::string& rel) {
   std::sort(out.begin(), out.end(),
             [](const DirEntryInfo& a, const DirEntryInfo& b) { return a.name < b.name; });
   return out;
+}
+
+namespace {
+
+// open_beneath() without openat2: the path resolved one component at a time
+// from directory fds, symlinks read and spliced in, nothing above `dirfd`.
+Result<UniqueFd> walk_beneath(int dirfd, const std::string& rel, int flags, bool follow) {
+  auto outside = [&] {
+    return sys_error(EXDEV, fmt::format("'{}' leads outside its directory", rel));
+  };
+  std::deque<std::string> todo;
+  auto split = [](const std::string& p, std::deque<std::string>& out, bool front) {
+    std::vector<std::string> parts;
+    size_t i = 0;
+    while (i <= p.size()) {
+      size_t j = std::min(p.find('/', i), p.size());
+      if (j > i && p.compare(i, j - i, ".") != 0) parts.push_back(p.substr(i, j - i));
+      i = j + 1;
+    }
+    if (front)
+      out.insert(out.begin(), parts.begin(), parts.end());
+    else
+      out.insert(out.end(), parts.begin(), parts.end());
+  };
+  if (!rel.empty() && rel[0] == '/') return outside();
+  split(rel, todo, false);
+  std::vector<UniqueFd> dirs;  // the directories below dirfd we are in
+  auto cur = [&] { return dirs.empty() ? dirfd : dirs.back().get(); };
+  int links = 0;
+  if (todo.empty()) {
+    int fd = ::openat(dirfd, ".", flags | O_CLOEXEC);
+    if (fd < 0) return sys_error(fmt::format("cannot open '{}'", rel));
+    return UniqueFd(fd);
+  }
+  while (!todo.empty()) {
+    std::string name = std::move(todo.front());
+    todo.pop_front();
+    if (name == "..") {
+      if (dirs.empty()) return outside();
+      dirs.pop_back();
+      if (todo.empty()) {
+        int fd = ::openat(cur(), ".", flags | O_CLOEXEC);
+        if (fd < 0) return sys_error(fmt::format("cannot open '{}'", rel));
+        return UniqueFd(fd);
+      }
+      continue;
+    }
+    struct stat st;
+    if (::fstatat(cur(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+      return sys_error(fmt::format("cannot open '{}'", rel));
+    if (S_ISLNK(st.st_mode)) {
+      if (!follow) return sys_error(ELOOP, fmt::format("cannot open '{}'", rel));
+      if (++links > 40) return sys_error(ELOOP, fmt::format("cannot open '{}'", rel));
+      std::string target(4096, '\0');
+      ssize_t n = ::readlinkat(cur(), name.c_str(), target.data(), target.size());
+      if (n < 0) return sys_error(fmt::format("cannot read the link in '{}'", rel));
+      target.resize(static_cast<size_t>(n));
+      if (target.empty() || target[0] == '/') return outside();
+      split(target, todo, true);
+      continue;
+    }
+    // O_NOFOLLOW: a name swapped for a symlink since the fstatat fails.
+    if (todo.empty()) {
+      int fd = ::openat(cur(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) return sys_error(fmt::format("cannot open '{}'", rel));
+      return UniqueFd(fd);
+    }
+    int fd = ::openat(cur(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return sys_error(fmt::format("cannot open '{}'", rel));
+    dirs.emplace_back(fd);
+  }
+  return sys_error(EINVAL, fmt::format("cannot open '{}'", rel));
+}
+
+}  // namespace
+
+Result<UniqueFd> open_beneath(int dirfd, const std::string& rel, int flags, bool follow_symlinks) {
+  if (!(flags & O_PATH)) flags |= O_NONBLOCK;  // O_PATH takes no other flags
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  if (!follow_symlinks) how.resolve |= RESOLVE_NO_SYMLINKS;
+  const char* path = rel.empty() ? "." : rel.c_str();
+  long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+  if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+  if (errno == ENOSYS) return walk_beneath(dirfd, rel, flags, follow_symlinks);
+  if (errno == EXDEV) return sys_error(EXDEV, fmt::format("'{}' leads outside its directory", rel));
+  return sys_error(fmt::format("cannot open '{}'", rel));
 }
 
 }  // namespace cfs

@@ -59,7 +59,9 @@ Status RepoStore::register_stream(const std::string& id, const fsverity::Digest&
 Status RepoStore::set_stream_ref(const std::string& ref, const std::string& id) {
   std::string link = "streams/refs/" + ref;
   if (id.empty()) {
-    if (::unlinkat(repo_.dirfd(), link.c_str(), 0) < 0) return sys_error("cannot remove " + link);
+    CFS_TRY_ASSIGN(auto parent, repository::open_parent(repo_.dirfd(), link));
+    if (::unlinkat(parent.fd.get(), parent.name.c_str(), 0) < 0)
+      return sys_error("cannot remove " + link);
     return {};
   }
   return repo_.symlink(link, "streams/" + id);
@@ -73,7 +75,7 @@ Result<std::optional<std::string>> RepoStore::stream_ref(const std::string& ref)
 
 Result<std::vector<std::string>> RepoStore::list_stream_refs(const std::string& sub) const {
   std::vector<std::string> out;
-  auto entries = list_dir(repo_.dirfd(), "streams/refs/" + sub);
+  auto entries = repository::list_dir(repo_.dirfd(), "streams/refs/" + sub);
   if (!entries && entries.error().sys_errno() == ENOENT) return out;
   if (!entries) return tl::unexpected(std::move(entries.error()));
   for (auto& e : *entries)

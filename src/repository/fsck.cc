@@ -45,7 +45,9 @@ const char* file_type_name(unsigned char t) {
 FsckResult check_object_dir(int dirfd, int b, fsverity::HashAlg alg, bool insecure) {
   FsckResult r;
   std::string sub = fmt::format("objects/{:02x}", b);
-  auto entries = list_dir(dirfd, sub);
+  auto subfd = open_beneath(dirfd, sub, O_RDONLY | O_DIRECTORY, false);
+  auto entries = subfd ? ::cfs::list_dir(subfd->get(), ".")
+                       : Result<std::vector<DirEntryInfo>>(tl::unexpected(subfd.error()));
   if (!entries) {
     if (entries.error().sys_errno() != ENOENT)
       add(r, "object-open-failed", fmt::format("{}: {}", sub, entries.error().message()));
@@ -65,7 +67,8 @@ FsckResult check_object_dir(int dirfd, int b, fsverity::HashAlg alg, bool insecu
                                                 : "Invalid character in hex string"));
       continue;
     }
-    int fd = ::openat(dirfd, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    // Never blocks on a FIFO, never follows a symlink.
+    int fd = ::openat(subfd->get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     struct stat st;
     if (fd >= 0 && (::fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
       ::close(fd);
@@ -108,6 +111,22 @@ FsckResult check_object_dir(int dirfd, int b, fsverity::HashAlg alg, bool insecu
   return r;
 }
 
+// A link must lead to something inside the repository; true when it does.
+bool check_link(int dirfd, const std::string& rel, FsckResult& r) {
+  auto target = open_beneath(dirfd, rel, O_PATH, true);
+  if (target) return true;
+  int err = target.error().sys_errno();
+  if (err == ENOENT || err == ENOTDIR) {
+    r.broken_links++;
+    add(r, "broken-symlink", rel);
+  } else if (err == EXDEV) {
+    add(r, "symlink-outside-repository", rel);
+  } else {
+    add(r, "stat-failed", fmt::format("{}: {}", rel, strerr(err)));
+  }
+  return false;
+}
+
 void check_refs(int dirfd, const std::string& dir, FsckResult& r) {
   auto entries = list_dir(dirfd, dir);
   if (!entries) {
@@ -120,15 +139,7 @@ void check_refs(int dirfd, const std::string& dir, FsckResult& r) {
     if (e.type == DT_DIR) {
       check_refs(dirfd, rel, r);
     } else if (e.type == DT_LNK) {
-      struct stat st;
-      if (::fstatat(dirfd, rel.c_str(), &st, 0) < 0) {
-        if (errno == ENOENT) {
-          r.broken_links++;
-          add(r, "broken-symlink", rel);
-        } else {
-          add(r, "stat-failed", fmt::format("{}: {}", rel, strerr(errno)));
-        }
-      }
+      check_link(dirfd, rel, r);
     } else {
       add(r, "unexpected-file-type", fmt::format("{}: {}", rel, file_type_name(e.type)));
     }
@@ -142,7 +153,9 @@ Result<FsckResult> Repository::fsck() const {
   int fd = dirfd_.get();
 
   // meta.json, read again from disk.
-  auto text = read_file(fd, std::string(kMetadataFile), 1 << 20);
+  auto text = open_file(fd, std::string(kMetadataFile), true).and_then([](UniqueFd f) {
+    return read_fd(f.get(), 1 << 20);
+  });
   if (!text) {
     r.metadata_error = true;
     if (text.error().sys_errno() == ENOENT)
@@ -168,11 +181,25 @@ Result<FsckResult> Repository::fsck() const {
     std::vector<FsckResult> parts(256);
     std::atomic<int> next{0};
     auto work = [&] {
-      for (int b; (b = next++) < 256;) parts[b] = check_object_dir(fd, b, alg(), insecure_);
+      for (int b; (b = next++) < 256;) {
+        auto part = catch_exceptions(
+            [&]() -> Result<FsckResult> { return check_object_dir(fd, b, alg(), insecure_); });
+        if (part)
+          parts[b] = std::move(*part);
+        else
+          add(parts[b], "object-check-failed",
+              fmt::format("objects/{:02x}: {}", b, part.error().message()));
+      }
     };
     unsigned n = std::min(16u, scan::default_threads());
-    std::vector<std::thread> threads;
-    for (unsigned i = 1; i < n; i++) threads.emplace_back(work);
+    std::vector<std::jthread> threads;
+    for (unsigned i = 1; i < n; i++) {
+      try {
+        threads.emplace_back(work);
+      } catch (const std::exception&) {
+        break;  // no more threads to be had: fewer do the work
+      }
+    }
     work();
     for (auto& t : threads) t.join();
     for (auto& p : parts) {
@@ -199,15 +226,8 @@ Result<FsckResult> Repository::fsck() const {
         add(r, "entry-not-symlink", rel);
         continue;
       }
-      struct stat st;
-      if (::fstatat(fd, rel.c_str(), &st, 0) < 0) {
-        if (errno == ENOENT) {
-          r.broken_links++;
-          corrupted++;
-          add(r, "broken-symlink", rel);
-        } else {
-          add(r, "stat-failed", fmt::format("{}: {}", rel, strerr(errno)));
-        }
+      if (!check_link(fd, rel, r)) {
+        corrupted++;
         continue;
       }
       // Beyond composefs-rs: an image's name is the digest of the object it
@@ -229,7 +249,7 @@ Result<FsckResult> Repository::fsck() const {
       }
       if (streams) {
         // The split stream parses, and every object and stream it names exists.
-        auto file = read_file(fd, rel, size_t{1} << 32);
+        auto file = open_file(fd, rel, true);
         auto ss = file ? oci::SplitStreamReader::open(std::move(*file), alg(), std::nullopt)
                        : Result<oci::SplitStreamReader>(tl::unexpected(file.error()));
         if (!ss) {
@@ -250,14 +270,13 @@ Result<FsckResult> Repository::fsck() const {
         continue;
       }
 
-      int ifd = ::openat(fd, rel.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ifd < 0) {
+      auto image = open_file(fd, rel, true);
+      if (!image) {
         corrupted++;
-        add(r, "image-open-failed", fmt::format("{}: {}", rel, strerr(errno)));
+        add(r, "image-open-failed", fmt::format("{}: {}", rel, image.error().message()));
         continue;
       }
-      UniqueFd guard(ifd);
-      auto objs = image_object_digests(ifd);
+      auto objs = image_object_digests(image->get());
       if (!objs) {
         if (objs.error().code() == Errc::Unsupported) continue;  // no reader yet
         corrupted++;
@@ -265,15 +284,9 @@ Result<FsckResult> Repository::fsck() const {
         continue;
       }
       for (const auto& o : *objs) {
-        struct stat ost;
-        std::string opath = "objects/" + o.object_path();
-        if (o.alg() != alg() || ::fstatat(fd, opath.c_str(), &ost, AT_SYMLINK_NOFOLLOW) < 0) {
-          if (o.alg() != alg() || errno == ENOENT) {
-            r.missing_objects++;
-            add(r, "image-missing-object", fmt::format("{}: {}", rel, o.hex()));
-          } else {
-            add(r, "object-check-failed", fmt::format("{}: {}: {}", rel, o.hex(), strerr(errno)));
-          }
+        if (o.alg() != alg() || !has_object(o)) {
+          r.missing_objects++;
+          add(r, "image-missing-object", fmt::format("{}: {}", rel, o.hex()));
         }
       }
     }

@@ -89,11 +89,17 @@ Result<uint64_t> prune_broken(int dirfd, const std::string& dir, bool recursive,
       CFS_TRY_ASSIGN(uint64_t n, prune_broken(dirfd, rel, true, dry_run));
       count += n;
     } else if (e.type == DT_LNK) {
-      struct stat st;
-      if (::fstatat(dirfd, rel.c_str(), &st, 0) == 0) continue;
-      if (errno != ENOENT) return sys_error(fmt::format("cannot stat {}", rel));
+      // Resolved beneath the repository: a link that leads out of it names
+      // nothing of ours and goes like a dangling one.
+      auto target = open_beneath(dirfd, rel, O_PATH, true);
+      if (target) continue;
+      int err = target.error().sys_errno();
+      if (err != ENOENT && err != ENOTDIR && err != EXDEV && err != ELOOP)
+        return tl::unexpected(std::move(target.error()));
       count++;
-      if (!dry_run && ::unlinkat(dirfd, rel.c_str(), 0) < 0 && errno != ENOENT)
+      if (dry_run) continue;
+      CFS_TRY_ASSIGN(Parent p, open_parent(dirfd, rel));
+      if (::unlinkat(p.fd.get(), p.name.c_str(), 0) < 0 && errno != ENOENT)
         return sys_error(fmt::format("cannot remove {}", rel));
     }
   }
@@ -166,7 +172,7 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
       if (!walked.insert(d).second) continue;
       live.insert(d);
       if (!has_object(d)) continue;  // a dangling stream: pruned below
-      auto file = read_file(fd, object_path(d), size_t{1} << 32);
+      auto file = open_file(fd, object_path(d), false);
       if (!file) return tl::unexpected(std::move(file.error()).context("split stream " + d.hex()));
       auto ss = oci::SplitStreamReader::open(std::move(*file), alg(), std::nullopt);
       // An unreadable rooted stream: its objects cannot be known, so refuse
@@ -182,11 +188,14 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
     // Objects nothing reaches.
     for (int b = 0; b < 256; b++) {
       std::string sub = fmt::format("objects/{:02x}", b);
-      auto entries = list_dir(fd, sub);
-      if (!entries) {
-        if (entries.error().sys_errno() == ENOENT) continue;
-        return tl::unexpected(std::move(entries.error()));
+      // Listed and unlinked through its own fd: never a directory elsewhere.
+      auto subfd = ::cfs::open_beneath(fd, sub, O_RDONLY | O_DIRECTORY, false);
+      if (!subfd) {
+        if (subfd.error().sys_errno() == ENOENT) continue;
+        return tl::unexpected(std::move(subfd.error()));
       }
+      auto entries = ::cfs::list_dir(subfd->get(), ".");
+      if (!entries) return tl::unexpected(std::move(entries.error()).context(sub));
       for (const auto& e : *entries) {
         auto d = parse_hex_digest(sub.substr(8) + e.name, alg());
         if (!d || e.name.size() != 2 * hash_digest_size(alg()) - 2)
@@ -194,10 +203,10 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
         if (live.count(*d)) continue;
         std::string rel = sub + "/" + e.name;
         struct stat st;
-        if (::fstatat(fd, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+        if (::fstatat(subfd->get(), e.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
           res.objects_bytes += static_cast<uint64_t>(st.st_size);
         res.objects_removed++;
-        if (!dry_run && ::unlinkat(fd, rel.c_str(), 0) < 0 && errno != ENOENT)
+        if (!dry_run && ::unlinkat(subfd->get(), e.name.c_str(), 0) < 0 && errno != ENOENT)
           return sys_error(fmt::format("cannot remove {}", rel));
       }
     }
@@ -205,15 +214,15 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
     // Temporaries of killed writers: with the exclusive lock held, no writer
     // is alive, so every one of them is a leftover.
     if (!dry_run) {
-      for (const char* dir : {"objects", "."}) {
-        auto entries = list_dir(fd, dir);
+      for (const char* dir : {"objects", ""}) {
+        auto dfd = ::cfs::open_beneath(fd, dir, O_RDONLY | O_DIRECTORY, false);
+        if (!dfd) continue;
+        auto entries = ::cfs::list_dir(dfd->get(), ".");
         if (!entries) continue;
         for (const auto& e : *entries) {
-          std::string_view prefix =
-              std::string_view(dir) == "." ? kTmpSymlinkPrefix : kTmpObjectPrefix;
+          std::string_view prefix = *dir ? kTmpObjectPrefix : kTmpSymlinkPrefix;
           if (e.name.compare(0, prefix.size(), prefix) != 0) continue;
-          std::string rel = std::string(dir) + "/" + e.name;
-          if (::unlinkat(fd, rel.c_str(), 0) == 0) res.temporaries_removed++;
+          if (::unlinkat(dfd->get(), e.name.c_str(), 0) == 0) res.temporaries_removed++;
         }
       }
     }

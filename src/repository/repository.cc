@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <fmt/ranges.h>
-#include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -16,6 +15,7 @@
 #include <random>
 
 #include "repository/names.h"
+#include "repository/walk.h"
 #include "scan/scan.h"
 
 namespace cfs::repository {
@@ -116,11 +116,12 @@ Status write_metadata(int dirfd, const Metadata& meta, bool enable_verity) {
 // The algorithm of an old repository (no meta.json), from the length of the
 // first object name found, and whether that object has fs-verity.
 Result<std::pair<HashAlg, bool>> infer_metadata(int dirfd) {
-  auto objects = open_at(dirfd, "objects", O_RDONLY | O_DIRECTORY);
+  auto objects = ::cfs::open_beneath(dirfd, "objects", O_RDONLY | O_DIRECTORY, false);
   if (!objects) return tl::unexpected(std::move(objects.error()));
   for (int b = 0; b < 256; b++) {
     std::string sub = fmt::format("{:02x}", b);
-    UniqueFd fd(::openat(objects->get(), sub.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd fd(
+        ::openat(objects->get(), sub.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) continue;
     // Only the first object name matters, so no full listing (list_dir).
     std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(fd.get()), ::closedir);
@@ -134,7 +135,8 @@ Result<std::pair<HashAlg, bool>> infer_metadata(int dirfd) {
       if (found) break;
     }
     if (found) {
-      UniqueFd ofd(::openat(::dirfd(d.get()), found->second.c_str(), O_RDONLY | O_CLOEXEC));
+      UniqueFd ofd(::openat(::dirfd(d.get()), found->second.c_str(),
+                            O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
       bool verity = ofd && fsverity::measure(ofd.get()).has_value();
       return std::pair{found->first, verity};
     }
@@ -167,7 +169,9 @@ Result<bool> init(const std::string& path, const InitOptions& opts) {
   Metadata meta = Metadata::create(opts.alg, opts.formats);
   auto written = write_metadata(dirfd.get(), meta, !opts.insecure);
   if (written) return true;
-  auto existing = read_file(dirfd.get(), std::string(kMetadataFile), 1 << 20);
+  auto existing = open_file(dirfd.get(), std::string(kMetadataFile), true).and_then([](UniqueFd f) {
+    return read_fd(f.get(), 1 << 20);
+  });
   if (!existing) {
     if (existing.error().sys_errno() == ENOENT)
       return tl::unexpected(std::move(written.error()).context(path));
@@ -216,8 +220,10 @@ Result<Repository> Repository::open(const std::string& path, const OpenOptions& 
   // waits for it.
   CFS_TRY(flock_retry(fd, LOCK_SH));
 
-  int mfd = ::openat(fd, std::string(kMetadataFile).c_str(), O_RDONLY | O_CLOEXEC);
-  if (mfd < 0 && errno == ENOENT) {
+  // meta.json, objects/ and everything else are opened beneath the
+  // repository: a planted symlink never leads out, a FIFO never blocks.
+  auto meta_fd = open_file(fd, std::string(kMetadataFile), true);
+  if (!meta_fd && meta_fd.error().sys_errno() == ENOENT) {
     struct stat st;
     if (::fstatat(fd, "objects", &st, 0) < 0) {
       if (errno != ENOENT) return sys_error(fmt::format("{}: cannot stat objects/", path));
@@ -241,10 +247,10 @@ Result<Repository> Repository::open(const std::string& path, const OpenOptions& 
     auto wst = write_metadata(fd, Metadata::create(inferred->first, {1, {}}), inferred->second);
     if (!wst && wst.error().sys_errno() != EEXIST)
       return tl::unexpected(std::move(wst.error()).context(path));
-    mfd = ::openat(fd, std::string(kMetadataFile).c_str(), O_RDONLY | O_CLOEXEC);
+    meta_fd = open_file(fd, std::string(kMetadataFile), true);
   }
-  if (mfd < 0) return sys_error(fmt::format("{}: cannot open meta.json", path));
-  UniqueFd meta_fd(mfd);
+  if (!meta_fd) return tl::unexpected(std::move(meta_fd.error()).context(path));
+  int mfd = meta_fd->get();
   auto text = read_fd(mfd, 1 << 20);
   if (!text) return tl::unexpected(std::move(text.error()).context(path + "/meta.json"));
   auto meta = Metadata::parse(*text);
@@ -259,8 +265,11 @@ Result<Repository> Repository::open(const std::string& path, const OpenOptions& 
   // fs-verity on meta.json is what marks a repository as secure.
   r.insecure_ = opts.force_insecure || !fsverity::measure(mfd).has_value();
   r.force_named_tmpfile_ = opts.force_named_tmpfile;
-  int ofd = ::openat(fd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (ofd >= 0) r.objects_fd_.reset(ofd);
+  auto objects = ::cfs::open_beneath(fd, "objects", O_RDONLY | O_DIRECTORY, false);
+  if (objects)
+    r.objects_fd_ = std::move(*objects);
+  else if (objects.error().sys_errno() != ENOENT)
+    return tl::unexpected(std::move(objects.error()).context(path));
   return r;
 }
 
@@ -286,7 +295,8 @@ Status Repository::ensure_writable() {
   if (!objects_fd_) {
     if (::mkdirat(dirfd_.get(), "objects", 0777) < 0 && errno != EEXIST)
       return sys_error("cannot create objects/");
-    CFS_TRY_ASSIGN(objects_fd_, open_at(dirfd_.get(), "objects", O_RDONLY | O_DIRECTORY));
+    CFS_TRY_ASSIGN(objects_fd_,
+                   ::cfs::open_beneath(dirfd_.get(), "objects", O_RDONLY | O_DIRECTORY, false));
   }
   return {};
 }
@@ -339,19 +349,22 @@ Result<bool> Repository::existing_object_ok(const Digest& d, uint64_t size, bool
   std::string rel = d.object_path();
   struct stat st;
   *present = false;
-  if (::fstatat(objects_fd_.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
-    if (errno == ENOENT) return false;
-    return sys_error(fmt::format("cannot stat objects/{}", rel));
+  auto path = ::cfs::open_beneath(objects_fd_.get(), rel, O_PATH, false);
+  if (!path) {
+    if (path.error().sys_errno() == ENOENT) return false;
+    if (path.error().sys_errno() != ELOOP)
+      return tl::unexpected(std::move(path.error()).context("objects/"));
+    *present = true;  // a symlink where the object belongs: replaced
+    return false;
   }
+  if (::fstat(path->get(), &st) < 0) return sys_error(fmt::format("cannot stat objects/{}", rel));
   *present = true;
   if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != size) return false;
   if (insecure_) return true;
   // A secure repository's objects must have fs-verity with their digest; the
   // kernel keeps it, so measuring is cheap (no hashing).
-  int fd = ::openat(objects_fd_.get(), rel.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return sys_error(fmt::format("cannot open objects/{}", rel));
-  UniqueFd guard(fd);
-  auto m = fsverity::measure(fd);
+  CFS_TRY_ASSIGN(UniqueFd fd, ::cfs::open_beneath(objects_fd_.get(), rel, O_RDONLY, false));
+  auto m = fsverity::measure(fd.get());
   return m && *m == d;
 }
 
@@ -374,16 +387,22 @@ Result<StoreResult> Repository::finish_object(TmpObject& tmp, uint64_t /*size*/,
   std::string sub = d.hex().substr(0, 2);
   if (::mkdirat(objects_fd_.get(), sub.c_str(), 0755) < 0 && errno != EEXIST)
     return sys_error(fmt::format("cannot create objects/{}", sub));
+  // objects/xx itself, never through a symlink: the object lands in the
+  // repository or nowhere.
+  auto subdir = ::cfs::open_beneath(objects_fd_.get(), sub, O_RDONLY | O_DIRECTORY, false);
+  if (!subdir) return tl::unexpected(std::move(subdir.error()).context("objects/"));
+  int sd = subdir->get();
   std::string rel = d.object_path();
+  std::string rest = d.hex().substr(2);
   int od = objects_fd_.get();
   if (!replace) {
     if (tmp.name.empty()) {
-      if (::linkat(AT_FDCWD, proc_fd(ro.get()).c_str(), od, rel.c_str(), AT_SYMLINK_FOLLOW) == 0)
+      if (::linkat(AT_FDCWD, proc_fd(ro.get()).c_str(), sd, rest.c_str(), AT_SYMLINK_FOLLOW) == 0)
         return StoreResult::Written;
       if (errno == EEXIST) return StoreResult::AlreadyPresent;  // a concurrent writer won
       return sys_error(fmt::format("cannot link objects/{}", rel));
     }
-    if (::syscall(SYS_renameat2, od, tmp.name.c_str(), od, rel.c_str(), RENAME_NOREPLACE) == 0) {
+    if (::syscall(SYS_renameat2, od, tmp.name.c_str(), sd, rest.c_str(), RENAME_NOREPLACE) == 0) {
       tmp.name.clear();
       return StoreResult::Written;
     }
@@ -391,7 +410,7 @@ Result<StoreResult> Repository::finish_object(TmpObject& tmp, uint64_t /*size*/,
     if (errno != EINVAL && errno != ENOSYS)
       return sys_error(fmt::format("cannot rename into objects/{}", rel));
     // No RENAME_NOREPLACE here: link (which never replaces), then drop the name.
-    if (::linkat(od, tmp.name.c_str(), od, rel.c_str(), 0) < 0 && errno != EEXIST)
+    if (::linkat(od, tmp.name.c_str(), sd, rest.c_str(), 0) < 0 && errno != EEXIST)
       return sys_error(fmt::format("cannot link objects/{}", rel));
     return StoreResult::Written;
   }
@@ -407,7 +426,7 @@ Result<StoreResult> Repository::finish_object(TmpObject& tmp, uint64_t /*size*/,
       if (errno != EEXIST || i > 16) return sys_error("cannot link a temporary object");
     }
   }
-  if (::renameat(od, tmp.name.c_str(), od, rel.c_str()) < 0)
+  if (::renameat(od, tmp.name.c_str(), sd, rest.c_str()) < 0)
     return sys_error(fmt::format("cannot replace objects/{}", rel));
   tmp.name.clear();
   return StoreResult::Written;
@@ -439,14 +458,18 @@ Result<Digest> Repository::store_bytes(std::span<const uint8_t> data) {
 }
 
 bool Repository::has_object(const Digest& d) const {
+  if (!objects_fd_) return false;
+  auto fd = ::cfs::open_beneath(objects_fd_.get(), d.object_path(), O_PATH, false);
   struct stat st;
-  return ::fstatat(dirfd_.get(), object_path(d).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-         S_ISREG(st.st_mode);
+  return fd && ::fstat(fd->get(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 Result<UniqueFd> Repository::open_object(const Digest& d, bool verify_insecure) const {
   std::string rel = object_path(d);
-  CFS_TRY_ASSIGN(UniqueFd fd, open_at(dirfd_.get(), rel, O_RDONLY | O_NOFOLLOW));
+  if (!objects_fd_) return errorf(Errc::NotFound, "{}: the repository has no objects", rel);
+  auto opened = open_file(objects_fd_.get(), d.object_path(), false);
+  if (!opened) return tl::unexpected(std::move(opened.error()).context("objects/"));
+  UniqueFd fd = std::move(*opened);
   auto m = fsverity::measure(fd.get());
   if (m) {
     if (*m != d)
@@ -473,16 +496,27 @@ Result<UniqueFd> Repository::open_object(const Digest& d, bool verify_insecure) 
 Status Repository::symlink(std::string_view link, std::string_view target) {
   std::string rel = relative_target(link, target);
   std::string name(link);
-  // The directories on the way (images/, images/refs/, images/refs/a/...).
-  for (size_t pos = name.find('/'); pos != std::string::npos; pos = name.find('/', pos + 1)) {
-    std::string dir = name.substr(0, pos);
-    if (::mkdirat(dirfd_.get(), dir.c_str(), 0755) < 0 && errno != EEXIST)
-      return sys_error(fmt::format("cannot create '{}'", dir));
+  // The directories on the way (images/, images/refs/, images/refs/a/...),
+  // one at a time from the last one's fd: a symlink planted in place of one
+  // of them is refused, never followed.
+  UniqueFd parent;
+  int at = dirfd_.get();
+  size_t start = 0;
+  for (size_t pos = name.find('/'); pos != std::string::npos; pos = name.find('/', start)) {
+    std::string dir = name.substr(start, pos - start);
+    if (::mkdirat(at, dir.c_str(), 0755) < 0 && errno != EEXIST)
+      return sys_error(fmt::format("cannot create '{}'", name.substr(0, pos)));
+    auto fd = ::cfs::open_beneath(at, dir, O_RDONLY | O_DIRECTORY, false);
+    if (!fd) return tl::unexpected(std::move(fd.error()).context(name.substr(0, pos)));
+    parent = std::move(*fd);
+    at = parent.get();
+    start = pos + 1;
   }
-  if (::symlinkat(rel.c_str(), dirfd_.get(), name.c_str()) == 0) return {};
+  std::string base = name.substr(start);
+  if (::symlinkat(rel.c_str(), at, base.c_str()) == 0) return {};
   if (errno != EEXIST) return sys_error(fmt::format("cannot create symlink '{}'", name));
   std::string cur(kPathMax, '\0');
-  ssize_t n = ::readlinkat(dirfd_.get(), name.c_str(), cur.data(), cur.size());
+  ssize_t n = ::readlinkat(at, base.c_str(), cur.data(), cur.size());
   if (n >= 0 && static_cast<size_t>(n) == rel.size() && cur.compare(0, n, rel) == 0) return {};
   // Replace atomically: a new symlink under a temporary name in the
   // repository's top level, renamed over the old one.
@@ -492,7 +526,7 @@ Status Repository::symlink(std::string_view link, std::string_view target) {
       if (errno == EEXIST) continue;
       return sys_error(fmt::format("cannot create symlink '{}'", name));
     }
-    if (::renameat(dirfd_.get(), tmp.c_str(), dirfd_.get(), name.c_str()) < 0) {
+    if (::renameat(dirfd_.get(), tmp.c_str(), at, base.c_str()) < 0) {
       int e = errno;
       ::unlinkat(dirfd_.get(), tmp.c_str(), 0);
       return sys_error(e, fmt::format("cannot replace '{}'", name));
@@ -523,15 +557,10 @@ Result<Digest> Repository::write_image(std::span<const uint8_t> data,
 }
 
 Result<UniqueFd> Repository::open_beneath(const std::string& rel, int flags) const {
-  struct open_how how {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  long fd = ::syscall(SYS_openat2, dirfd_.get(), rel.c_str(), &how, sizeof how);
-  if (fd < 0) {
-    if (errno == EXDEV) return errorf(Errc::Permission, "'{}' leads outside the repository", rel);
-    return sys_error(fmt::format("cannot open '{}'", rel));
-  }
-  return UniqueFd(static_cast<int>(fd));
+  auto fd = ::cfs::open_beneath(dirfd_.get(), rel, flags, true);
+  if (!fd && fd.error().sys_errno() == EXDEV)
+    return errorf(Errc::Permission, "'{}' leads outside the repository", rel);
+  return fd;
 }
 
 Result<ResolvedImage> Repository::open_image(std::string_view name) const {
