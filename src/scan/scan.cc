@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <linux/fs.h>
-#include <linux/openat2.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -31,22 +30,9 @@ unsigned default_threads() {
 
 namespace {
 
-// Opens a path below `rootfd` without following any symlink, so a tree that
-// changes under the scan cannot redirect it elsewhere.
-Result<UniqueFd> open_beneath(int rootfd, const std::string& rel, int flags) {
-  if (rel.empty()) {
-    int fd = ::openat(rootfd, ".", flags | O_CLOEXEC);
-    if (fd < 0) return sys_error("cannot open the source directory");
-    return UniqueFd(fd);
-  }
-  struct open_how how {};
-  how.flags = static_cast<uint64_t>(flags | O_CLOEXEC | O_NOFOLLOW);
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  long fd = ::syscall(SYS_openat2, rootfd, rel.c_str(), &how, sizeof how);
-  if (fd < 0 && errno == ENOSYS) fd = ::openat(rootfd, rel.c_str(), flags | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return sys_error(fmt::format("cannot open '{}'", rel));
-  return UniqueFd(static_cast<int>(fd));
-}
+// Paths below the root are opened with open_beneath(..., false): no symlink
+// is followed, so a tree that changes under the scan cannot redirect it
+// elsewhere, and O_NONBLOCK keeps a FIFO swapped in from blocking the open.
 
 // Where to read xattrs from: an open fd, or a path whose final component is
 // not followed (so a symlink's own xattrs are read).
@@ -151,7 +137,23 @@ struct FileItem {
   Node* node;
   std::string rel;
   bool sparse;  // fewer blocks allocated than the size needs: probe holes
+  dev_t dev;    // what the walk saw, which the file must still be
+  ino_t ino;
 };
+
+std::string describe(const struct stat& st) {
+  const char* type = S_ISREG(st.st_mode)    ? "regular file"
+                     : S_ISDIR(st.st_mode)  ? "directory"
+                     : S_ISLNK(st.st_mode)  ? "symlink"
+                     : S_ISFIFO(st.st_mode) ? "FIFO"
+                     : S_ISSOCK(st.st_mode) ? "socket"
+                                            : "device";
+  return fmt::format("a {}-byte {} (inode {})", st.st_size, type, st.st_ino);
+}
+
+bool same_time(const struct timespec& a, const struct timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
 
 // Walks the tree on one thread while a pool hashes (and stores) the regular
 // files found so far: the walk is mostly syscalls, the hashing CPU.
@@ -197,7 +199,7 @@ struct Scanner {
   Status scan_dir(Node* dir, const std::string& rel,
                   std::vector<std::pair<Node*, std::string>>& queue) {
     if (opts.skip_contents && opts.skip_contents(rel)) return {};
-    CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), rel, O_RDONLY | O_DIRECTORY));
+    CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), rel, O_RDONLY | O_DIRECTORY, false));
     auto listed = list_dir(fd.get(), ".");
     if (!listed) return tl::unexpected(std::move(listed.error()).context(display(rel)));
     std::vector<std::pair<std::string, Node*>> children;
@@ -235,7 +237,7 @@ struct Scanner {
       if (type == S_IFDIR)
         queue.emplace_back(n, child_rel);
       else if (type == S_IFREG && st.st_size > 0) {
-        FileItem item{n, child_rel, st.st_blocks * 512 < st.st_size};
+        FileItem item{n, child_rel, st.st_blocks * 512 < st.st_size, st.st_dev, st.st_ino};
         if (opts.hardlinks && st.st_nlink > 1)
           deferred.push_back(std::move(item));  // hashed once the primary is known
         else
@@ -276,22 +278,44 @@ struct Scanner {
     deferred.clear();
   }
 
+  // Hashes a file the walk found: the same file (device, inode, type and
+  // size as the walk saw them), exactly its size in bytes, and unchanged
+  // while it was read; anything else is an error, never a wrong digest.
   Status hash_one(const FileItem& item, std::vector<uint8_t>& buf) {
     Node* n = item.node;
-    CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), item.rel, O_RDONLY));
+    CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), item.rel, O_RDONLY | O_NOCTTY, false));
+    struct stat before, after;
+    if (::fstat(fd.get(), &before) < 0) return sys_error("fstat");
+    if (before.st_dev != item.dev || before.st_ino != item.ino || !S_ISREG(before.st_mode) ||
+        static_cast<uint64_t>(before.st_size) != n->size)
+      return errorf(Errc::Corrupt,
+                    "changed during the scan: it was a {}-byte regular file (inode {}), now {}",
+                    n->size, item.ino, describe(before));
     fsverity::Params params;
     params.alg = opts.alg;
     bool do_inline = n->size <= opts.inline_max;
+    fsverity::Digest digest;
+    uint64_t hashed = 0;
     if (do_inline) {
-      std::string content(n->size, '\0');
-      CFS_TRY_ASSIGN(size_t got,
-                     pread_full(fd.get(), std::as_writable_bytes(std::span(content)), 0));
-      if (got != content.size())
-        return errorf(Errc::Io, "file shrank while reading ({} of {} bytes)", got, content.size());
+      // One byte more than the size tells a file that grew.
+      std::string content(n->size + 1, '\0');
+      CFS_TRY_ASSIGN(hashed, pread_full(fd.get(), std::as_writable_bytes(std::span(content)), 0));
+      content.resize(std::min<uint64_t>(hashed, n->size));
+      digest = fsverity::digest_of(content, params);
       n->content = std::move(content);
+    } else {
+      CFS_TRY_ASSIGN(digest, fsverity::digest_of_fd(fd.get(), params, item.sparse, buf));
+      off_t end = ::lseek(fd.get(), 0, SEEK_CUR);  // where hashing stopped: the bytes hashed
+      if (end < 0) return sys_error("lseek");
+      hashed = static_cast<uint64_t>(end);
     }
-    CFS_TRY_ASSIGN(fsverity::Digest digest,
-                   fsverity::digest_of_fd(fd.get(), params, item.sparse, buf));
+    if (::fstat(fd.get(), &after) < 0) return sys_error("fstat");
+    if (hashed != n->size || after.st_size != before.st_size ||
+        !same_time(after.st_mtim, before.st_mtim) || !same_time(after.st_ctim, before.st_ctim))
+      return errorf(Errc::Corrupt,
+                    "changed during the scan: {} of its {} bytes read, now {} (modified while "
+                    "being read)",
+                    hashed, n->size, describe(after));
     n->digest = digest;
     n->payload = digest.object_path();
     if (!do_inline && opts.store) {
@@ -301,8 +325,28 @@ struct Scanner {
     return {};
   }
 
+  void record_error(size_t i, Error e) {
+    std::lock_guard g(mu);
+    // Report the earliest file's error, whatever the thread timing.
+    if (i < first_error_index) {
+      first_error_index = i;
+      first_error = std::move(e);
+    }
+    failed = true;
+    cv.notify_all();
+  }
+
   // A worker: hashes queued files until the walk is over and the queue empty.
+  // Nothing escapes it (an exception would end the process).
   void work() {
+    auto st = catch_exceptions([&]() -> Status {
+      work_loop();
+      return {};
+    });
+    if (!st) record_error(SIZE_MAX - 1, std::move(st.error()));
+  }
+
+  void work_loop() {
     std::vector<uint8_t> buf(fsverity::kReadChunk);  // one read buffer per worker
     for (;;) {
       std::unique_lock lock(mu);
@@ -314,17 +358,8 @@ struct Scanner {
       size_t i = next_file++;
       const FileItem& item = files[i];  // deque: stable while others append
       lock.unlock();
-      auto st = hash_one(item, buf);
-      if (!st) {
-        std::lock_guard g(mu);
-        // Report the earliest file's error, whatever the thread timing.
-        if (i < first_error_index) {
-          first_error_index = i;
-          first_error = std::move(st.error()).context(display(item.rel));
-        }
-        failed = true;
-        cv.notify_all();
-      }
+      auto st = catch_exceptions([&] { return hash_one(item, buf); });
+      if (!st) record_error(i, std::move(st.error()).context(display(item.rel)));
     }
   }
 };
@@ -351,9 +386,15 @@ Result<Tree> scan_directory(const std::string& path, const Options& opts) {
     if (!r) return tl::unexpected(std::move(r.error()).context(path));
   }
   unsigned nthreads = opts.threads ? opts.threads : default_threads();
-  std::vector<std::thread> workers;
+  std::vector<std::jthread> workers;
   // With one thread the walk and the hashing take turns.
-  for (unsigned t = 1; t < nthreads; t++) workers.emplace_back([&s] { s.work(); });
+  for (unsigned t = 1; t < nthreads; t++) {
+    try {
+      workers.emplace_back([&s] { s.work(); });
+    } catch (const std::exception&) {
+      break;  // no more threads to be had: fewer hash
+    }
+  }
   std::vector<std::pair<Node*, std::string>> queue{{root, ""}};
   Status walked;
   for (size_t i = 0; i < queue.size() && walked && !s.failed; i++) {
@@ -362,6 +403,7 @@ Result<Tree> scan_directory(const std::string& path, const Options& opts) {
   }
   if (walked && opts.hardlinks) s.link_hardlinks();
   if (!walked) s.failed = true;
+  if (walked && opts.after_walk) opts.after_walk();
   s.finish_walk();
   s.work();
   for (auto& t : workers) t.join();
@@ -512,6 +554,26 @@ Status DigestStore::store(int fd, uint64_t size, const fsverity::Digest& digest)
   if (UniqueFd ro(::open(proc.c_str(), O_RDONLY | O_CLOEXEC)); ro.valid()) {
     tmpfd = std::move(ro);                              // closes the writable fd
     (void)fsverity::enable(tmpfd.get(), digest.alg());  // best effort, as the reference
+  }
+  // Verified as a repository verifies its objects (measured by the kernel,
+  // else hashed here): a source that changed after it was hashed never
+  // becomes an object under a name that is not its digest.
+  auto got = fsverity::measure(tmpfd.get());
+  if (!got) {
+    fsverity::Params p;
+    p.alg = digest.alg();
+    if (::lseek(tmpfd.get(), 0, SEEK_SET) < 0) {
+      cleanup();
+      return sys_error("lseek");
+    }
+    got = fsverity::digest_of_fd(tmpfd.get(), p);
+  }
+  if (!got || *got != digest) {
+    cleanup();
+    if (!got) return tl::unexpected(std::move(got.error()).context("object " + hex));
+    return errorf(Errc::VerityMismatch,
+                  "content changed while being stored: expected digest {}, stored content has {}",
+                  hex, got->hex());
   }
   if (tmp_name.empty()) {
     proc = fmt::format("/proc/self/fd/{}", tmpfd.get());

@@ -39,6 +39,9 @@ struct Options {
   fsverity::HashAlg alg = fsverity::HashAlg::Sha256;
   size_t inline_max = kScanInlineMax;
   ObjectStore store;  // null: digests only
+  // Called once the walk is over (with threads == 1: before any file is
+  // hashed), so tests can change the tree between the walk and the reads.
+  std::function<void()> after_walk;
 };
 
 Result<Tree> scan_directory(const std::string& path, const Options& opts);
