@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -267,6 +268,85 @@ TEST(Scan, XattrOverBudgetNamesThePath) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find(dir + "/f"), std::string::npos) << r.error().message();
   EXPECT_NE(r.error().message().find("per-inode limit"), std::string::npos);
+}
+
+// Between the walk and the reads the tree changes: every change is an error
+// naming the file (never a digest of other bytes, never a hang).
+TEST(Scan, FileChangedAfterTheWalkIsAnError) {
+  struct Case {
+    std::string what;
+    std::function<void(const std::string&)> change;
+    std::string expect;
+  };
+  std::vector<Case> cases{
+      {"swapped for a FIFO",
+       [](const std::string& f) {
+         ::unlink(f.c_str());
+         ASSERT_EQ(::mkfifo(f.c_str(), 0644), 0);
+       },
+       "now a 0-byte FIFO"},
+      {"grown", [](const std::string& f) { test::write_file(f, std::string(5000, 'g')); },
+       "now a 5000-byte regular file"},
+      {"shrunk", [](const std::string& f) { test::write_file(f, std::string(10, 's')); },
+       "now a 10-byte regular file"},
+      {"replaced by another file of the same size",
+       [](const std::string& f) {
+         test::write_file(f + ".new", std::string(4000, 'r'));
+         ASSERT_EQ(::rename((f + ".new").c_str(), f.c_str()), 0);
+       },
+       "(inode"},
+      {"an inline file grown",
+       [](const std::string& f) { test::write_file(f + "-small", std::string(60, 'g')); },
+       "now a 60-byte regular file"},
+      {"swapped for a symlink",
+       [](const std::string& f) {
+         ::unlink(f.c_str());
+         ASSERT_EQ(::symlink("/etc/passwd", f.c_str()), 0);
+       },
+       "f"},
+  };
+  for (auto& c : cases) {
+    test::TempDir tmp;
+    std::string f = tmp / "f";
+    test::write_file(f, std::string(4000, 'o'));
+    test::write_file(f + "-small", "tiny");
+    Options o;
+    o.threads = 1;
+    o.after_walk = [&] { c.change(f); };
+    test::FifoWatchdog dog({f});
+    auto r = scan_directory(tmp.path(), o);
+    EXPECT_FALSE(dog.fired()) << c.what << ": the scan blocked on the FIFO";
+    ASSERT_FALSE(r) << c.what;
+    std::string want_path = c.what == "an inline file grown" ? f + "-small" : f;
+    EXPECT_NE(r.error().message().find(want_path), std::string::npos)
+        << c.what << ": " << r.error().message();
+    EXPECT_NE(r.error().message().find(c.expect), std::string::npos)
+        << c.what << ": " << r.error().message();
+  }
+}
+
+// An object whose content is not its digest (the source changed after it
+// was hashed) never appears in the digest store under that name.
+TEST(Scan, DigestStoreVerifiesWhatItStores) {
+  test::TempDir tmp;
+  auto store = DigestStore::open(tmp / "objects");
+  ASSERT_TRUE(store) << store.error().message();
+  std::string data(10000, 'a');
+  test::write_file(tmp / "src", data);
+  auto fd = open_at(AT_FDCWD, tmp / "src", O_RDONLY);
+  ASSERT_TRUE(fd);
+  fsverity::Digest wrong = fsverity::digest_of(std::string(10000, 'b'));
+  auto st = store->store(fd->get(), data.size(), wrong);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Errc::VerityMismatch) << st.error().message();
+  EXPECT_FALSE(std::filesystem::exists(tmp / ("objects/" + wrong.object_path())));
+  for (auto& e : std::filesystem::recursive_directory_iterator(tmp / "objects"))
+    EXPECT_TRUE(e.is_directory()) << "left behind: " << e.path();
+  // The right digest is stored.
+  fsverity::Digest right = fsverity::digest_of(data);
+  ASSERT_EQ(::lseek(fd->get(), 0, SEEK_SET), 0);
+  ASSERT_TRUE(store->store(fd->get(), data.size(), right));
+  EXPECT_EQ(test::read_file(tmp / ("objects/" + right.object_path())), data);
 }
 
 }  // namespace

@@ -3,17 +3,23 @@
 // reading files and locating test data and built binaries.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace cfs::test {
@@ -97,6 +103,49 @@ inline void write_file(const std::string& path, const std::string& data) {
 inline bool have_command(const std::string& name) { return run("command -v " + name).status == 0; }
 
 inline bool is_root() { return ::geteuid() == 0; }
+
+// Code under test must never block on a FIFO planted where a file belongs.
+// After `after`, this opens each FIFO for writing without blocking, which
+// succeeds only when someone holds it open for reading (stuck in open() or
+// read()) and releases them; fired() says whether it ever had to.
+class FifoWatchdog {
+ public:
+  explicit FifoWatchdog(std::vector<std::string> fifos,
+                        std::chrono::milliseconds after = std::chrono::milliseconds(3000))
+      : fifos_(std::move(fifos)), thread_([this, after] { watch(after); }) {}
+  ~FifoWatchdog() { fired(); }
+  bool fired() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    return fired_;
+  }
+
+ private:
+  void watch(std::chrono::milliseconds after) {
+    std::unique_lock lock(mu_);
+    if (cv_.wait_for(lock, after, [&] { return stop_; })) return;
+    while (!stop_) {
+      for (auto& f : fifos_) {
+        int fd = ::open(f.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0) {
+          fired_ = true;
+          ::close(fd);
+        }
+      }
+      cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_; });
+    }
+  }
+  std::vector<std::string> fifos_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::atomic<bool> fired_{false};
+  std::thread thread_;
+};
 
 inline std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
