@@ -267,6 +267,103 @@ TEST(Repository, ImageNamesCannotEscape) {
   EXPECT_EQ(tampered.error().code(), Errc::VerityMismatch);
 }
 
+// Symlinks leading out of the repository and FIFOs planted where files
+// belong: fsck reports each, gc and open neither follow nor block on them,
+// and refs are never created through a planted directory symlink.
+TEST(Repository, PlantedSymlinksAndFifosNeverLeadOutOrBlock) {
+  namespace fs = std::filesystem;
+  HandMadeRepo h;
+  std::string outside = h.tmp / "outside";
+  fs::create_directories(outside + "/ab");
+  // A FIFO stored as an object, an image entry and a rooted stream naming it.
+  std::string fifo_hex = "ab" + std::string(62, '1');
+  std::string fifo_obj = h.path + "/objects/ab/" + fifo_hex.substr(2);
+  fs::create_directories(h.path + "/objects/ab");
+  ASSERT_EQ(::mkfifo(fifo_obj.c_str(), 0644), 0);
+  fs::create_symlink("../objects/ab/" + fifo_hex.substr(2), h.path + "/images/" + fifo_hex);
+  fs::create_directories(h.path + "/streams/refs");
+  fs::create_symlink("../objects/ab/" + fifo_hex.substr(2), h.path + "/streams/fifo");
+  // A stream leading out of the repository, to something shaped like an
+  // object (the pre-confinement code read it as a split stream).
+  std::string out_hex = "ab" + std::string(62, '2');
+  test::write_file(outside + "/ab/" + out_hex.substr(2), "not yours");
+  fs::create_symlink("../../outside/ab/" + out_hex.substr(2), h.path + "/streams/out");
+  // A ref directory that is a symlink to a directory outside.
+  fs::create_directories(outside + "/refdir");
+  fs::create_symlink(outside + "/refdir", h.path + "/images/refs/team");
+
+  test::FifoWatchdog dog({fifo_obj});
+  auto r = Repository::open(h.path);
+  ASSERT_TRUE(r) << r.error().message();
+  auto f = r->fsck();
+  ASSERT_TRUE(f) << f.error().message();
+  std::string report = f->to_text();
+  EXPECT_NE(
+      report.find("object-open-failed: objects/ab/" + fifo_hex.substr(2) + ": not a regular file"),
+      std::string::npos)
+      << report;
+  EXPECT_NE(report.find("symlink-outside-repository: streams/out"), std::string::npos) << report;
+  EXPECT_NE(report.find("image-open-failed: images/" + fifo_hex), std::string::npos) << report;
+  EXPECT_NE(report.find("stream-open-failed: streams/fifo"), std::string::npos) << report;
+  EXPECT_NE(report.find("symlink-outside-repository: images/refs/team"), std::string::npos)
+      << report;
+
+  // A ref written below the planted directory symlink is refused; nothing
+  // appears outside.
+  ASSERT_TRUE(r->ensure_writable());
+  auto w =
+      r->write_image({reinterpret_cast<const uint8_t*>(h.image_bytes.data()), h.image_bytes.size()},
+                     std::string("team/app"));
+  EXPECT_FALSE(w);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(outside + "/refdir/app")));
+  // An image named by a FIFO is an error, not a hang.
+  EXPECT_FALSE(r->open_image(fifo_hex));
+
+  // gc: rooted stream leading to the FIFO (kept as the rooted stream's
+  // object), the escaping stream never read; nothing outside is touched.
+  fs::create_symlink("../fifo", h.path + "/streams/refs/f");
+  auto g = r->gc({}, false);
+  ASSERT_TRUE(g) << g.error().message();
+  // Links out of the repository go as dangling ones do; what they led to stays.
+  EXPECT_FALSE(fs::exists(fs::symlink_status(h.path + "/streams/out")));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(h.path + "/images/refs/team")));
+  EXPECT_TRUE(fs::exists(outside + "/ab/" + out_hex.substr(2)));
+  EXPECT_TRUE(fs::exists(outside + "/refdir"));
+  EXPECT_TRUE(r->has_object(h.object)) << "what the ref reaches stays";
+  EXPECT_FALSE(dog.fired()) << "something blocked opening a FIFO in the repository";
+}
+
+TEST(Repository, MetadataThatIsAFifoOrLeadsOutIsRefused) {
+  namespace fs = std::filesystem;
+  {
+    HandMadeRepo h;
+    fs::remove(h.path + "/meta.json");
+    ASSERT_EQ(::mkfifo((h.path + "/meta.json").c_str(), 0644), 0);
+    test::FifoWatchdog dog({h.path + "/meta.json"});
+    auto r = Repository::open(h.path);
+    EXPECT_FALSE(dog.fired()) << "open blocked on a FIFO meta.json";
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message().find("not a regular file"), std::string::npos)
+        << r.error().message();
+  }
+  {
+    HandMadeRepo h;
+    fs::rename(h.path + "/meta.json", h.tmp / "meta.json");
+    fs::create_symlink(h.tmp / "meta.json", h.path + "/meta.json");
+    auto r = Repository::open(h.path);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message().find("outside"), std::string::npos) << r.error().message();
+  }
+  {
+    // objects/ itself a symlink to a directory elsewhere.
+    HandMadeRepo h;
+    fs::rename(h.path + "/objects", h.tmp / "elsewhere");
+    fs::create_symlink(h.tmp / "elsewhere", h.path + "/objects");
+    auto r = Repository::open(h.path);
+    EXPECT_FALSE(r);
+  }
+}
+
 TEST(Repository, RefusesBadMetadata) {
   test::TempDir tmp;
   std::string path = tmp / "repo";
