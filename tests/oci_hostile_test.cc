@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <zstd.h>
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "oci/io.h"
+#include "repository/repository.h"
 #include "tar_builder.h"
 #include "test_util.h"
 
@@ -97,13 +99,21 @@ struct Measured {
 };
 
 // Runs `argv` as a child while a thread serves the layer into the FIFO.
-Measured run_measured(const std::vector<std::string>& argv, const Layout& l, const Generator& gen) {
+// `as_limit`: an address-space limit (RLIMIT_AS) for the child, 0 for none.
+Measured run_measured(const std::vector<std::string>& argv, const Layout& l, const Generator& gen,
+                      uint64_t as_limit = 0) {
   TempDir tmp;
   std::string out = tmp / "out", err = tmp / "err";
   auto start = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
     ::signal(SIGPIPE, SIG_DFL);
+    if (as_limit) {
+      struct rlimit rl {
+        as_limit, as_limit
+      };
+      ::setrlimit(RLIMIT_AS, &rl);
+    }
     int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(o, 1);
@@ -157,16 +167,20 @@ class HostileLayers : public ::testing::Test {
                  " init --insecure --algorithm fsverity-sha256-12");
     ASSERT_EQ(r.status, 0) << r.err;
   }
-  Measured pull(const Generator& gen, const std::vector<std::string>& extra = {}) {
+  Measured pull(const Generator& gen, const std::vector<std::string>& extra = {},
+                uint64_t as_limit = 0) {
     layout_ = make_layout(tmp_ / "layout", gen);
     std::vector<std::string> argv{tool("cfsctl"), "--repo", repo_, "oci", "pull"};
     for (auto& e : extra) argv.push_back(e);
     argv.push_back("oci:" + layout_.dir + ":t");
     argv.push_back("x");
-    auto m = run_measured(argv, layout_, gen);
+    auto m = run_measured(argv, layout_, gen, as_limit);
     std::printf("peak RSS %ld MiB, %.1f s, exit %d: %s", m.peak_rss_mib, m.seconds, m.status,
                 m.err.c_str());
     return m;
+  }
+  std::string cfsctl(const std::string& args) const {
+    return shell_quote(tool("cfsctl")) + " --repo " + shell_quote(repo_) + " " + args;
   }
   TempDir tmp_;
   std::string repo_;
@@ -234,6 +248,110 @@ TEST_F(HostileLayers, TwoHundredThousandTinyFilesInBoundedMemory) {
   auto m = pull(gen);
   EXPECT_EQ(m.status, 0) << m.err;
   EXPECT_LT(m.peak_rss_mib, kAsan ? 400 : 200) << m.err;
+}
+
+TEST_F(HostileLayers, MaxLayerSizeBoundsTheUncompressedBytes) {
+  Generator gen = [](const Sink& sink) {
+    sink(TarBuilder().dir("usr/").file("usr/big", std::string(3 << 20, 'b')).finish());
+  };
+  auto m = pull(gen, {"--max-layer-size", "1M"});
+  EXPECT_EQ(m.status, 1) << m.err;
+  EXPECT_NE(m.err.find("layer " + layout_.diff_id), std::string::npos) << m.err;
+  EXPECT_NE(m.err.find("tar entry 'usr/big' at offset 512"), std::string::npos) << m.err;
+  EXPECT_NE(m.err.find("--max-layer-size"), std::string::npos) << m.err;
+  EXPECT_NE(m.err.find("more than 1048576 bytes"), std::string::npos) << m.err;
+  auto bad = run(cfsctl("oci pull --max-layer-size 12X oci:" + layout_.dir + ":t y"));
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  std::filesystem::remove_all(layout_.dir);
+  auto ok = pull(gen);  // the default is far above
+  EXPECT_EQ(ok.status, 0) << ok.err;
+}
+
+// A split stream whose inline chunk claims a terabyte: refused by the
+// reader (which allocates by what it reads, not by what the file says),
+// never an abort of the tool.
+std::string lying_split_stream() {
+  std::string chunks;
+  auto u64 = [](std::string& s, uint64_t v) {
+    for (int i = 0; i < 8; i++) s.push_back(static_cast<char>(v >> (8 * i)));
+  };
+  u64(chunks, static_cast<uint64_t>(-(int64_t{1} << 40)));
+  chunks += "only a few bytes follow";
+  std::string z(ZSTD_compressBound(chunks.size()), '\0');
+  z.resize(ZSTD_compress(z.data(), z.size(), chunks.data(), chunks.size(), 3));
+  std::string f("SplitStream", 11);
+  f += std::string("\0\0\0\x01\x0c", 5);  // version, flags, sha256, 2^12
+  u64(f, 32);
+  u64(f, 112);
+  for (uint64_t v : {112, 112, 112, 112})  // no refs
+    u64(f, v);
+  u64(f, 112);
+  u64(f, 112 + z.size());  // the stream
+  u64(f, 112);
+  u64(f, 112);  // no named refs
+  u64(f, 0x7279616c69636f);
+  u64(f, uint64_t{1} << 41);  // stream_size
+  return f + z;
+}
+
+TEST_F(HostileLayers, LyingSplitStreamIsAnErrorNotAnAbort) {
+  std::string file = lying_split_stream();
+  {
+    auto repo = repository::Repository::open(repo_);
+    ASSERT_TRUE(repo) << repo.error().message();
+    ASSERT_TRUE(repo->ensure_writable());
+    auto d = repo->store_bytes({reinterpret_cast<const uint8_t*>(file.data()), file.size()});
+    ASSERT_TRUE(d) << d.error().message();
+    ASSERT_TRUE(repo->symlink("streams/evil", repo->object_path(*d)));
+  }
+  auto r = run(cfsctl("cat evil") + " > /dev/null");
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("streams/evil"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("inline chunk of 1099511627776 bytes"), std::string::npos) << r.err;
+  auto f = run(cfsctl("fsck"));
+  EXPECT_LT(f.status, 128) << f.err;
+}
+
+// Tag names are file names, any bytes but '/' and NUL: JSON output must
+// not fail on them (nlohmann throws on invalid UTF-8).
+TEST_F(HostileLayers, TagsThatAreNotUtf8PrintAsJson) {
+  auto m = pull([](const Sink& sink) { sink(small_tar()); });
+  ASSERT_EQ(m.status, 0) << m.err;
+  auto p = run(cfsctl("oci images"));
+  ASSERT_EQ(p.status, 0) << p.err;
+  std::string digest = m.out.substr(m.out.find("manifest ") + 9, 71);
+  auto t = run(cfsctl("oci tag " + digest + " \"$(printf 'bad\\377\\376')\""));
+  ASSERT_EQ(t.status, 0) << t.err;
+  auto j = run(cfsctl("oci images --json"));
+  EXPECT_EQ(j.status, 0) << j.err;
+  EXPECT_NE(j.out.find("bad\xef\xbf\xbd\xef\xbf\xbd"), std::string::npos) << j.out;
+  auto f = run(cfsctl("oci fsck --json"));
+  EXPECT_EQ(f.status, 0) << f.err;
+  EXPECT_NE(f.out.find("\"ok\": true"), std::string::npos) << f.out;
+}
+
+// Allocation failures (here: a small address space) are errors naming the
+// command, never an abort.
+TEST_F(HostileLayers, OutOfMemoryIsAnErrorNotAnAbort) {
+  if (kAsan) GTEST_SKIP() << "ASan reserves its shadow memory: RLIMIT_AS cannot be tested";
+  Generator gen = [](const Sink& sink) {
+    TarBuilder b;
+    b.dir("usr/");
+    for (int d = 0; d < 100; d++) {
+      b.dir("usr/d" + std::to_string(d) + "/");
+      for (int f = 0; f < 1000; f++)
+        b.file("usr/d" + std::to_string(d) + "/f" + std::to_string(f), "x");
+      if (!sink(b.bytes())) return;
+      b.bytes().clear();
+    }
+    sink(std::string(1024, '\0'));
+  };
+  auto m = pull(gen, {}, uint64_t{100} << 20);
+  EXPECT_EQ(m.status, 1) << m.err;
+  // Caught at the tool's boundary (a C library may fail first with ENOMEM).
+  EXPECT_TRUE(m.err.find("out of memory (running: cfsctl") != std::string::npos ||
+              m.err.find("Cannot allocate memory") != std::string::npos)
+      << m.err;
 }
 
 }  // namespace

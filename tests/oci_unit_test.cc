@@ -2,6 +2,7 @@
 // The tar reader, layer merging and split streams on hand-made archives:
 // every tar feature a layer may use, and hostile input of every kind.
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include "dump/dump.h"
 #include "oci/decompress.h"
@@ -274,6 +275,31 @@ TEST(TarReader, RawBytesReproduceTheArchive) {
   EXPECT_EQ(raw.substr(0, header_len) + data + raw.substr(header_len), tar);
 }
 
+TEST(TarReader, TrailerAndExtensionHeadersAreBounded) {
+  std::string tar = TarBuilder().file("a", "x").finish();
+  // Record padding is fine, a flood after the end of the archive is not.
+  EXPECT_TRUE(parse_all(tar + std::string(kMaxTrailer, '\0')));
+  std::string msg = error_of(tar + std::string(kMaxTrailer + 1, '\0'));
+  EXPECT_NE(msg.find("after the end of the archive at offset 1024"), std::string::npos) << msg;
+  // Extension headers before one entry, however they are split: many PAX
+  // headers, and empty global headers (512 bytes each, no data).
+  std::string recs = TarBuilder::record("comment", std::string(60000, 'c'));
+  std::string x = TarBuilder::header("x", 'x', recs.size(), "", 0644, 0, 0, 0, 0, 0) + recs +
+                  std::string((512 - recs.size() % 512) % 512, '\0');
+  std::string many;
+  while (many.size() <= kMaxExtensionBytes) many += x;
+  msg = error_of(many + tar);
+  EXPECT_NE(msg.find("extension headers of more than 8388608 bytes"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("offset 0"), std::string::npos) << msg;
+  std::string g = TarBuilder::header("g", 'g', 0, "", 0644, 0, 0, 0, 0, 0), globals;
+  while (globals.size() <= kMaxExtensionBytes) globals += g;
+  msg = error_of(tar.substr(0, 1024) + globals + tar);
+  EXPECT_NE(msg.find("extension headers"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("offset 1024"), std::string::npos) << msg;
+  // Below the bound, both are fine.
+  EXPECT_TRUE(parse_all(x + x + g + g + tar));
+}
+
 // ---- layer merging ------------------------------------------------------
 
 struct Layer {
@@ -348,6 +374,33 @@ TEST(LayerMerger, WhiteoutsOpaqueDirectoriesAndHardlinks) {
       "/", "/run", "/usr", "/usr/big", "/usr/d", "/usr/d/new", "/usr/link=>/usr/big"};
   EXPECT_EQ(paths(*t), want);
   EXPECT_EQ(t->lookup("/usr/big")->nlink, 2u);
+}
+
+TEST(LayerMerger, OpaqueMarkerAfterTheLayersOwnEntries) {
+  // The upper layer re-declares lower directories, adds to them, then marks
+  // the top one opaque: every lower entry below it goes, its own stay.
+  std::string l1 = TarBuilder()
+                       .dir("usr")
+                       .dir("usr/d")
+                       .dir("usr/d/sub")
+                       .file("usr/d/sub/old", "1")
+                       .file("usr/d/gone", "2")
+                       .finish();
+  std::string l2 = TarBuilder()
+                       .dir("usr/d")
+                       .dir("usr/d/sub")
+                       .file("usr/d/sub/new", "3")
+                       .file("usr/d/.wh..wh..opq", "")
+                       .file("usr/d/sub/.wh.new", "")  // its own entry: stays
+                       .finish();
+  auto t = merge({l1, l2});
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(paths(*t),
+            (std::vector<std::string>{"/", "/usr", "/usr/d", "/usr/d/sub", "/usr/d/sub/new"}));
+  // A whiteout repeated in one layer is a duplicate entry.
+  auto dup = merge({l1, TarBuilder().file("usr/.wh.d", "").file("usr/.wh.d", "").finish()});
+  ASSERT_FALSE(dup);
+  EXPECT_NE(dup.error().message().find("duplicate"), std::string::npos);
 }
 
 TEST(LayerMerger, OpaqueDirectoryReplacingALowerSymlinkOrFile) {
@@ -545,6 +598,71 @@ TEST_F(SplitStreamTest, NamedRefsAndCorruption) {
     auto c = t->next_chunk();
     EXPECT_FALSE(c && *c && (*c)->data == "xyz");
   }
+}
+
+TEST_F(SplitStreamTest, LargeStreamsSpillToAFileAndReadInPieces) {
+  // Incompressible inline data in 64 KiB entries: past the thresholds, the
+  // compressed stream goes to a file and inline chunks end at boundaries.
+  std::string data(6 << 20, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (auto& c : data) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  SplitStreamWriter w(fsverity::HashAlg::Sha256, kLayerContentType, repo_->dirfd());
+  for (size_t off = 0; off < data.size(); off += 65536) {
+    ASSERT_TRUE(w.chunk_boundary());
+    ASSERT_TRUE(w.write_inline({reinterpret_cast<const uint8_t*>(data.data()) + off, 65536}));
+  }
+  EXPECT_TRUE(w.spilled());
+  EXPECT_FALSE(w.finish()) << "a spilled stream is not assembled in memory";
+  auto f = w.finish_file();
+  ASSERT_TRUE(f) << f.error().message();
+  auto bytes = read_fd(f->fd.get(), 64 << 20);
+  ASSERT_TRUE(bytes);
+  EXPECT_EQ(bytes->size(), f->size);
+  EXPECT_EQ(f->digest, fsverity::digest_of(*bytes));
+  ASSERT_EQ(::lseek(f->fd.get(), 0, SEEK_SET), 0);
+  auto r = SplitStreamReader::open(std::move(f->fd), fsverity::HashAlg::Sha256, kLayerContentType);
+  ASSERT_TRUE(r) << r.error().message();
+  std::string back;
+  size_t pieces = 0;
+  for (;;) {
+    auto c = r->next_chunk();
+    ASSERT_TRUE(c) << c.error().message();
+    if (!*c) break;
+    EXPECT_LE((*c)->data.size(), kMaxInlinePiece);
+    back += (*c)->data;
+    pieces++;
+  }
+  EXPECT_EQ(back, data);
+  EXPECT_GE(pieces, data.size() / (kInlineFlush + 65536));
+}
+
+TEST_F(SplitStreamTest, ChunkLengthsThatCannotBeAreRefused) {
+  // A valid stream, then the same with an inline chunk header claiming 1 TiB
+  // and a stream size to match: refused, never allocated.
+  auto u64 = [](uint64_t v) {
+    std::string s;
+    for (int i = 0; i < 8; i++) s.push_back(static_cast<char>(v >> (8 * i)));
+    return s;
+  };
+  SplitStreamWriter w(fsverity::HashAlg::Sha256, kLayerContentType);
+  ASSERT_TRUE(w.write_inline({reinterpret_cast<const uint8_t*>("abc"), 3}));
+  auto good = w.finish();
+  ASSERT_TRUE(good);
+  std::string chunks = u64(static_cast<uint64_t>(-(int64_t{1} << 40))) + "abc";
+  std::string z(ZSTD_compressBound(chunks.size()), '\0');
+  z.resize(ZSTD_compress(z.data(), z.size(), chunks.data(), chunks.size(), 3));
+  std::string bad = good->substr(0, 112) + z;
+  bad.replace(32 + 32, 16, u64(112) + u64(112 + z.size()));  // the stream range
+  bad.replace(32 + 48, 16, u64(112) + u64(112));             // no named refs
+  bad.replace(32 + 72, 8, u64(uint64_t{1} << 41));           // stream_size
+  auto r = SplitStreamReader::open(bad, fsverity::HashAlg::Sha256, std::nullopt);
+  ASSERT_TRUE(r) << r.error().message();
+  auto c = r->next_chunk();
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("cannot come from"), std::string::npos) << c.error().message();
 }
 
 // ---- JSON, decompression, references ------------------------------------

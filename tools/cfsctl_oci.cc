@@ -65,13 +65,38 @@ class ProgressLine {
   std::map<std::string, oci::Progress> layers_;
 };
 
+// "64G", "512M", "1048576": a size in bytes with an optional binary suffix.
+Result<uint64_t> parse_size(const std::string& s) {
+  size_t i = 0;
+  uint64_t v = 0;
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; i++) {
+    if (v > (UINT64_MAX - 9) / 10) return errorf(Errc::InvalidArgument, "size '{}' overflows", s);
+    v = v * 10 + static_cast<uint64_t>(s[i] - '0');
+  }
+  std::string unit = s.substr(i);
+  int shift = 0;
+  if (unit == "K" || unit == "KiB")
+    shift = 10;
+  else if (unit == "M" || unit == "MiB")
+    shift = 20;
+  else if (unit == "G" || unit == "GiB")
+    shift = 30;
+  else if (unit == "T" || unit == "TiB")
+    shift = 40;
+  else if (!unit.empty() || i == 0)
+    return errorf(Errc::InvalidArgument, "'{}' is not a size (a number, optionally K, M, G or T)",
+                  s);
+  if (v > (UINT64_MAX >> shift)) return errorf(Errc::InvalidArgument, "size '{}' overflows", s);
+  return v << shift;
+}
+
 }  // namespace
 
 struct Options {
   CLI::App* oci = nullptr;
   CLI::App *pull = nullptr, *images = nullptr, *inspect = nullptr, *tag = nullptr, *untag = nullptr,
            *layer = nullptr, *dump = nullptr, *compute = nullptr, *mount = nullptr, *fsck = nullptr;
-  std::string source, name, digest, mountpoint, creds, authfile;
+  std::string source, name, digest, mountpoint, creds, authfile, max_layer_size, cert_dir;
   bool tls_verify = true, json = false, manifest = false, config = false;
   unsigned jobs = 0;
 };
@@ -94,6 +119,8 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
   o->pull->add_option("--creds", o->creds, "USER:PASSWORD for the registry");
   o->pull->add_option("--authfile", o->authfile, "containers-auth.json(5) file");
   o->pull->add_option("-j,--jobs", o->jobs, "Layers fetched at once (default 4)");
+  o->pull->add_option("--max-layer-size", o->max_layer_size,
+                      "Uncompressed bytes allowed per layer, e.g. 100G (default 64G)");
   o->images = o->oci->add_subcommand("images", "List the tagged images");
   o->images->alias("list-images");
   o->images->add_flag("--json", o->json, "JSON output");
@@ -144,7 +171,8 @@ int cat(repository::Repository& repo, const std::string& name) {
   if (!fd) return fail(kTool, fd.error());
   auto r = oci::SplitStreamReader::open(std::move(*fd), repo.alg(), std::nullopt);
   if (!r) return fail(kTool, std::move(r.error()).context("streams/" + name));
-  if (auto st = oci::cat_stream(store, *r, STDOUT_FILENO); !st) return fail(kTool, st.error());
+  if (auto st = oci::cat_stream(store, *r, STDOUT_FILENO); !st)
+    return fail(kTool, std::move(st.error()).context("streams/" + name));
   return 0;
 }
 
@@ -168,6 +196,11 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
     po.source.credentials = o->creds;
     po.source.authfile = o->authfile;
     po.jobs = o->jobs;
+    if (!o->max_layer_size.empty()) {
+      auto limit = parse_size(o->max_layer_size);
+      if (!limit) return usage_error(kTool, "--max-layer-size: " + limit.error().message());
+      po.max_layer_bytes = *limit;
+    }
     std::string tag = o->name.empty() ? o->source : o->name;
     oci::PullResult res;
     {

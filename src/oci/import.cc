@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "oci/tar.h"
@@ -128,6 +129,9 @@ Result<fsverity::Digest> split_tar(Reader& in, Store& store, ImportStats& stats)
   params.alg = store.alg();
   std::vector<uint8_t> buf(1 << 20);
   StorePool pool(std::max(1u, std::min(8u, std::thread::hardware_concurrency())));
+  // Objects handed to the pool: a file repeated in the layer is stored once
+  // (and counted once, whatever the jobs' timing).
+  std::set<fsverity::Digest> submitted;
   for (;;) {
     // Every entry begins a chunk where the inline data has grown (headers
     // are never split, as composefs-rs reads them whole).
@@ -157,7 +161,7 @@ Result<fsverity::Digest> split_tar(Reader& in, Store& store, ImportStats& stats)
       auto st = read_up_to_data(tar, *data);
       if (!st) return ctx(st.error());
       digest = fsverity::digest_of(*data, params);
-      if (!store.has_object(digest)) {
+      if (!store.has_object(digest) && submitted.insert(digest).second) {
         bool ok = pool.submit([&store, &stats, data, digest, where, size]() -> Status {
           bool had = store.has_object(digest);
           auto d = store.store_bytes(*data);
@@ -175,7 +179,9 @@ Result<fsverity::Digest> split_tar(Reader& in, Store& store, ImportStats& stats)
       if (!fd) return ctx(fd.error());
       uint64_t left = e->size;
       while (left > 0) {
-        CFS_TRY_ASSIGN(size_t n, tar.read_data(buf));
+        auto got = tar.read_data(buf);
+        if (!got) return ctx(std::move(got.error()));
+        size_t n = *got;
         if (n == 0) return ctx(Error(Errc::Corrupt, "truncated file data"));
         hasher.update({buf.data(), n});
         auto st = write_full(fd->get(), std::as_bytes(std::span(buf.data(), n)));
@@ -185,17 +191,19 @@ Result<fsverity::Digest> split_tar(Reader& in, Store& store, ImportStats& stats)
       digest = hasher.finish();
       // The store reads the file from its current offset.
       if (::lseek(fd->get(), 0, SEEK_SET) < 0) return ctx(Error(Errc::Io, "lseek on a temporary"));
-      auto shared_fd = std::make_shared<UniqueFd>(std::move(*fd));
-      bool ok = pool.submit([&store, &stats, shared_fd, digest, where, size]() -> Status {
-        auto fresh = store.store_object(shared_fd->get(), size, digest);
-        if (!fresh) return tl::unexpected(std::move(fresh.error()).context(where));
-        if (*fresh) {
-          stats.new_objects++;
-          stats.new_bytes += size;
-        }
-        return {};
-      });
-      if (!ok) break;
+      if (submitted.insert(digest).second) {
+        auto shared_fd = std::make_shared<UniqueFd>(std::move(*fd));
+        bool ok = pool.submit([&store, &stats, shared_fd, digest, where, size]() -> Status {
+          auto fresh = store.store_object(shared_fd->get(), size, digest);
+          if (!fresh) return tl::unexpected(std::move(fresh.error()).context(where));
+          if (*fresh) {
+            stats.new_objects++;
+            stats.new_bytes += size;
+          }
+          return {};
+        });
+        if (!ok) break;
+      }
     }
     stats.objects++;
     CFS_TRY(w.write_external(digest, e->size));

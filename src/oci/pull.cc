@@ -99,7 +99,7 @@ Result<fsverity::Digest> fetch_layer(Store& store, Source& src, const Descriptor
   VerifyingReader compressed(counted, "layer " + d.digest, d.digest, static_cast<int64_t>(d.size));
   CFS_TRY_ASSIGN(Compression comp, layer_compression(d.media_type));
   auto dec = decompressor(compressed, comp);
-  LimitReader limited(*dec, opts.max_layer_bytes, "uncompressed layer");
+  LimitReader limited(*dec, opts.max_layer_bytes, "uncompressed layer (--max-layer-size)");
   VerifyingReader plain(limited, "layer " + d.digest + " uncompressed (diff_id)", diff_id);
   auto sid = split_tar(plain, store, stats);
   // The tar reader read to the end of the uncompressed stream (verifying
