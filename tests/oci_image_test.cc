@@ -668,6 +668,46 @@ json.dump(i, open('index.json', 'w'))
   EXPECT_EQ(must(cfsctl("oci images")).out, "No images found\n");
 }
 
+// An application image built FROM scratch (no /usr): composefs-rs refuses
+// it; here it imports, its root keeps its own metadata, and the kernel's view
+// of the mounted image is umoci's unpacking (but /run, which is emptied).
+TEST_F(OciImages, ImagesWithoutUsrImportAndMount) {
+  std::string d = repo_->path();
+  must("cd " + q(d) + " && umoci init --layout scratch && umoci new --image scratch:t");
+  TarBuilder::Entry root;
+  root.name = "./";
+  root.type = '5';
+  root.mode = 0755;
+  root.mtime = 1650000000;
+  TarBuilder b;
+  b.add(root)
+      .file("app", std::string(5000, 'x'), 0755)
+      .dir("etc/")
+      .file("etc/app.conf", "port=80\n")
+      .dir("run/")
+      .file("run/app.pid", "1\n");
+  write_file(d + "/scratch.tar", b.finish());
+  must("cd " + q(d) + " && umoci raw add-layer --image scratch:t scratch.tar");
+  must(cfsctl("oci pull " + q("oci:" + d + "/scratch:t") + " app"));
+  auto dump = must(cfsctl("oci dump app")).out;
+  EXPECT_EQ(dump.substr(0, dump.find('\n')), "/ 0 40755 1 0 0 0 1650000000.0 - - -") << dump;
+  EXPECT_NE(dump.find("/run 0 40755 1 0 0 0 1700000000.0 - - -"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find("app.pid"), std::string::npos) << dump;
+  must("cd " + q(d) + " && umoci unpack --image scratch:t ref >/dev/null");
+  std::string mnt = d + "/mnt";
+  ::mkdir(mnt.c_str(), 0755);
+  auto m = run(cfsctl("oci mount app " + q(mnt)));
+  if (m.status != 0 && m.err.find("not supported") != std::string::npos)
+    GTEST_SKIP() << "this kernel cannot mount composefs images: " << m.err;
+  ASSERT_EQ(m.status, 0) << m.err;
+  auto diff = run("diff -r --no-dereference " + q(mnt) + " " + q(d + "/ref/rootfs") +
+                  " | grep -v '^Only in " + d + "/ref/rootfs/run: '");
+  auto perms = run("stat -c '%a %u %Y' " + q(mnt) + " " + q(mnt + "/app"));
+  run("umount " + q(mnt));
+  EXPECT_EQ(diff.out, "");
+  EXPECT_EQ(perms.out, "755 0 1650000000\n755 0 1700000000\n");
+}
+
 TEST_F(OciImages, HostileLayersGiveClearErrors) {
   struct Case {
     std::string name;

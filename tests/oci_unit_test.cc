@@ -471,7 +471,36 @@ TEST(LayerMerger, TransformCopiesUsrAndEmptiesRun) {
   EXPECT_EQ(root->xattrs[0].key, "security.capability");
   EXPECT_TRUE(t->lookup("/run")->children.empty());
   EXPECT_EQ(t->lookup("/run")->mtime_sec, 1234);
-  EXPECT_FALSE(merge({TarBuilder().dir("etc").finish()}));  // no /usr
+  EXPECT_FALSE(merge({TarBuilder().file("usr", "x").finish()}));  // /usr not a directory
+}
+
+// Images built FROM scratch: no /usr, so the root keeps its own metadata
+// (composefs-rs refuses them); /run is emptied all the same.
+TEST(LayerMerger, ImagesWithoutUsrKeepTheirRoot) {
+  TarBuilder::Entry root;
+  root.name = "./";
+  root.type = '5';
+  root.mode = 0710;
+  root.uid = 7;
+  root.mtime = 4321;
+  TarBuilder::Entry run;
+  run.name = "run";
+  run.type = '5';
+  run.mtime = 99;
+  TarBuilder b;
+  b.add(root).file("app", std::string(100, 'a'), 0755).add(run).file("run/pid", "1");
+  auto t = merge({b.finish()});
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->root()->mode & 07777, 0710u);
+  EXPECT_EQ(t->root()->uid, 7u);
+  EXPECT_EQ(t->root()->mtime_sec, 4321);
+  EXPECT_TRUE(t->lookup("/run")->children.empty());
+  EXPECT_EQ(t->lookup("/run")->mtime_sec, 99);
+  // No root entry at all: a plain 0755 directory owned by root.
+  auto bare = merge({TarBuilder().file("app", "x").finish()});
+  ASSERT_TRUE(bare) << bare.error().message();
+  EXPECT_EQ(bare->root()->mode, static_cast<uint32_t>(S_IFDIR | 0755));
+  EXPECT_EQ(bare->root()->uid, 0u);
 }
 
 TEST(LayerMerger, HostileLayers) {

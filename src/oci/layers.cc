@@ -58,7 +58,9 @@ std::string_view parent_path(std::string_view p) {
 }  // namespace
 
 struct LayerMerger::Impl {
-  Dir root;
+  // A root no layer describes: a plain directory (it shows only in images
+  // without /usr, whose metadata the root takes otherwise).
+  Dir root{Stat{0755, 0, 0, 0, 0, {}}, {}, 0, 0};
   std::string layer;
   uint32_t cur = 0;  // the layer being added, from 1
   // Whiteouts of this layer (they write no slot), to refuse repeats.
@@ -243,19 +245,24 @@ bool allowed_container_xattr(std::string_view key) { return key == "security.cap
 
 Status LayerMerger::transform_for_oci() {
   Dir& root = impl_->root;
-  auto usr_it = root.children.find("usr");
-  if (usr_it == root.children.end())
-    return make_error(Errc::NotFound,
-                      "the image has no /usr: the container transformation copies its metadata");
-  auto* usr = std::get_if<std::unique_ptr<Dir>>(&usr_it->second.e);
-  if (!usr) return make_error(Errc::Corrupt, "/usr is not a directory");
-  root.st = (*usr)->st;
+  // The root takes /usr's metadata; an image without /usr (an application
+  // built FROM scratch) keeps the root as its layers left it, where
+  // composefs-rs refuses the image.
+  Dir* usr = nullptr;
+  if (auto it = root.children.find("usr"); it != root.children.end()) {
+    auto* d = std::get_if<std::unique_ptr<Dir>>(&it->second.e);
+    if (!d) return make_error(Errc::Corrupt, "/usr is not a directory");
+    usr = d->get();
+    root.st = usr->st;
+  }
   if (auto run = root.children.find("run"); run != root.children.end()) {
     auto* rd = std::get_if<std::unique_ptr<Dir>>(&run->second.e);
     if (!rd) return make_error(Errc::Corrupt, "/run is not a directory");
     (*rd)->children.clear();
-    (*rd)->st.mtime_sec = (*usr)->st.mtime_sec;
-    (*rd)->st.mtime_nsec = (*usr)->st.mtime_nsec;
+    if (usr) {
+      (*rd)->st.mtime_sec = usr->st.mtime_sec;
+      (*rd)->st.mtime_nsec = usr->st.mtime_nsec;
+    }
   }
   auto filter = [](Stat& st) {
     std::erase_if(st.xattrs, [](const Xattr& x) { return !allowed_container_xattr(x.key); });

@@ -58,8 +58,10 @@ class LayerMerger {
 
   // composefs-rs 0.9 transform_for_oci: the root takes /usr's mode, owner,
   // mtime and xattrs; /run (if present) is emptied and takes /usr's mtime;
-  // every xattr other than security.capability is dropped.  Errors when
-  // /usr is not a directory, or /run exists but is not one.
+  // every xattr other than security.capability is dropped.  Without /usr
+  // (images built FROM scratch, which composefs-rs refuses) the root keeps
+  // its own metadata (0755 root:root, mtime 0 when no layer has a root
+  // entry) and /run its mtime.  Errors when /usr or /run is not a directory.
   Status transform_for_oci();
 
   // The merged tree; hardlinked inodes are primary at their first path in
