@@ -100,6 +100,38 @@ struct Child {
   }
 };
 
+// Runs tests/data/oci/SCRIPT (a server of the tests) as `child`; its port,
+// once it listens.
+std::string start_script(Child& child, const std::string& script,
+                         const std::vector<std::string>& args, const std::string& portfile) {
+  child.pid = ::fork();
+  if (child.pid == 0) {
+    std::string path = data_dir() + "/oci/" + script;
+    std::vector<std::string> all{"python3", path};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp("/usr/bin/python3", argv.data());
+    ::_exit(127);
+  }
+  std::string port;
+  for (int i = 0; i < 600 && (port = read_file(portfile)).empty(); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return port;
+}
+
+// A self-signed certificate for 127.0.0.1 and localhost (DIR/cert.pem,
+// DIR/key.pem) and a --cert-dir holding it as a CA (DIR/certs/ca.crt).
+void make_certificate(const std::string& dir) {
+  CommandResult r = run("cd " + shell_quote(dir) +
+                        " && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out "
+                        "cert.pem -days 2 -subj /CN=127.0.0.1 -addext "
+                        "subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null && mkdir -p certs "
+                        "&& cp cert.pem certs/ca.crt");
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
 struct World {
   std::unique_ptr<TempDir> dir;
   std::unique_ptr<Registry> registry;
@@ -392,6 +424,182 @@ json.dump(i, open('index.json', 'w'))
   EXPECT_EQ(trim(must(cfsctl("oci compute-id rm")).out), world->reference_id);
 }
 
+// A registry serving https with a self-signed certificate: refused unless
+// its CA is given (--cert-dir, skopeo's option) or verification is off.
+TEST_F(OciImages, TlsRegistryNeedsItsCertificateTrusted) {
+  if (!have_command("openssl")) GTEST_SKIP() << "needs openssl";
+  std::string d = repo_->path();
+  make_certificate(d);
+  ::mkdir((d + "/tls").c_str(), 0700);
+  auto reg = Registry::start(
+      d + "/tls", "  tls:\n    certificate: " + d + "/cert.pem\n    key: " + d + "/key.pem\n");
+  ASSERT_TRUE(reg);
+  std::string ref = "docker://" + reg->host() + "/test/img:t";
+  must("skopeo copy -q --dest-cert-dir " + q(d + "/certs") + " " + q("oci:" + dir() + "/img:t") +
+       " " + q(ref));
+  auto refused = run(cfsctl("oci pull " + q(ref) + " a"));
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_NE(refused.err.find("not trusted"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("--cert-dir"), std::string::npos) << refused.err;
+  must(cfsctl("oci pull --cert-dir " + q(d + "/certs") + " " + q(ref) + " b"));
+  EXPECT_EQ(trim(must(cfsctl("oci compute-id b")).out), world->reference_id);
+  must(cfsctl("oci untag b") + " && " + cfsctl("gc") + " >/dev/null");
+  must(cfsctl("oci pull --tls-verify=false " + q(ref) + " c"));
+  EXPECT_EQ(trim(must(cfsctl("oci compute-id c")).out), world->reference_id);
+}
+
+// Credentials and tokens go over https only: a token realm, or a redirect,
+// that leads to plain http is refused unless --tls-verify=false.
+TEST_F(OciImages, CredentialsGoOverHttpsOnly) {
+  if (run("python3 -c 'import cryptography'").status != 0 || !have_command("openssl"))
+    GTEST_SKIP() << "needs python3-cryptography and openssl";
+  std::string d = repo_->path();
+  make_certificate(d);
+  // A token registry whose realm is plain http, behind an https front.
+  Child tokens;
+  std::string tport =
+      start_script(tokens, "token_server.py",
+                   {d + "/key.pem", d + "/cert.pem", d + "/tport", "bob:secret"}, d + "/tport");
+  ASSERT_FALSE(tport.empty());
+  ::mkdir((d + "/token").c_str(), 0700);
+  auto token =
+      Registry::start(d + "/token", "auth:\n  token:\n    realm: http://127.0.0.1:" + tport +
+                                        "/token\n    service: test-registry\n"
+                                        "    issuer: test-issuer\n    rootcertbundle: " +
+                                        d + "/cert.pem\n");
+  ASSERT_TRUE(token);
+  must("skopeo copy -q --dest-tls-verify=false --dest-creds bob:secret " +
+       q("oci:" + dir() + "/img:t") + " docker://" + token->host() + "/p/img:t");
+  Child front;
+  std::string fport = start_script(front, "cutting_proxy.py",
+                                   {std::to_string(token->port), d + "/fport", d + "/flog",
+                                    "--no-cut", "--tls", d + "/cert.pem", d + "/key.pem"},
+                                   d + "/fport");
+  ASSERT_FALSE(fport.empty());
+  std::string ref = "docker://127.0.0.1:" + fport + "/p/img:t";
+  auto realm = run(
+      cfsctl("oci pull --cert-dir " + q(d + "/certs") + " --creds bob:secret " + q(ref) + " a"));
+  EXPECT_EQ(realm.status, 1);
+  EXPECT_NE(realm.err.find("refusing the token realm http://127.0.0.1:" + tport), std::string::npos)
+      << realm.err;
+  // A registry redirecting its blobs from https to http.
+  Child down;
+  std::string dport =
+      start_script(down, "cutting_proxy.py",
+                   {std::to_string(world->registry->port), d + "/dport", d + "/dlog", "--downgrade",
+                    "--tls", d + "/cert.pem", d + "/key.pem"},
+                   d + "/dport");
+  ASSERT_FALSE(dport.empty());
+  std::string dref = "docker://127.0.0.1:" + dport + "/test/img:t";
+  auto redirect = run(cfsctl("oci pull --cert-dir " + q(d + "/certs") + " " + q(dref) + " b"));
+  EXPECT_EQ(redirect.status, 1);
+  EXPECT_NE(redirect.err.find("refusing the redirect to http://127.0.0.1:"), std::string::npos)
+      << redirect.err;
+  EXPECT_EQ(must(cfsctl("oci images")).out, "No images found\n");
+  // Both are the user's call with --tls-verify=false.
+  must(cfsctl("oci pull --tls-verify=false --creds bob:secret " + q(ref) + " a"));
+  must(cfsctl("oci pull --tls-verify=false " + q(dref) + " b"));
+  EXPECT_EQ(trim(must(cfsctl("oci compute-id b")).out), world->reference_id);
+}
+
+// Over https with bearer tokens: a blob redirected to another host (a CDN)
+// gets no token; a token expiring in the middle of a blob (a 401 to the
+// range request that resumes it) is renewed and the blob resumed, and while
+// it is renewed the other blobs' requests still carry the old one.
+TEST_F(OciImages, TokensStayOnTheirHostAndExpireMidBlob) {
+  if (run("python3 -c 'import cryptography'").status != 0 || !have_command("openssl"))
+    GTEST_SKIP() << "needs python3-cryptography and openssl";
+  std::string d = repo_->path();
+  make_certificate(d);
+  // The images pushed to an open registry, then served by the same storage
+  // with token auth (so the token servers see only cfsctl).
+  ::mkdir((d + "/reg").c_str(), 0700);
+  {
+    auto open = Registry::start(d + "/reg");
+    ASSERT_TRUE(open);
+    for (auto* tag : {"t", "two"})
+      must("skopeo copy -q --dest-tls-verify=false " + q("oci:" + dir() + "/img:" + tag) +
+           " docker://" + open->host() + "/p/img:" + tag);
+  }
+  auto serve = [&](const std::string& name, const std::vector<std::string>& extra, Child& tokens) {
+    std::vector<std::string> args{d + "/key.pem", d + "/cert.pem", d + "/" + name, "bob:secret",
+                                  "--tls",        d + "/cert.pem", d + "/key.pem"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return start_script(tokens, "token_server.py", args, d + "/" + name);
+  };
+  Child tokens_a, tokens_b;
+  std::string ta = serve("ta", {}, tokens_a);
+  std::string tb = serve("tb", {"--delay-after-first", "2"}, tokens_b);
+  ASSERT_FALSE(ta.empty() || tb.empty());
+  auto registry = [&](const std::string& port) {
+    return Registry::start(d + "/reg", "auth:\n  token:\n    realm: https://127.0.0.1:" + port +
+                                           "/token\n    service: test-registry\n"
+                                           "    issuer: test-issuer\n    rootcertbundle: " +
+                                           d + "/cert.pem\n");
+  };
+  std::string certs = "--cert-dir " + q(d + "/certs") + " --creds bob:secret ";
+  {
+    auto reg = registry(ta);
+    ASSERT_TRUE(reg);
+    Child cdn;
+    std::string port =
+        start_script(cdn, "cutting_proxy.py",
+                     {std::to_string(reg->port), d + "/cport", d + "/clog", "--no-cut",
+                      "--cdn-host", "localhost", "--tls", d + "/cert.pem", d + "/key.pem"},
+                     d + "/cport");
+    ASSERT_FALSE(port.empty());
+    must(cfsctl("oci pull " + certs + q("docker://127.0.0.1:" + port + "/p/img:t") + " a"));
+    EXPECT_EQ(trim(must(cfsctl("oci compute-id a")).out), world->reference_id);
+    std::string log = read_file(d + "/clog");
+    size_t at_cdn = 0;
+    std::istringstream lines(log);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find(" cdn") == std::string::npos) continue;
+      at_cdn++;
+      EXPECT_NE(line.find("auth=none"), std::string::npos) << "the token went to the CDN: " << line;
+    }
+    EXPECT_GE(at_cdn, 4u) << log;  // the config and three layers
+  }
+  must(cfsctl("oci untag a") + " && " + cfsctl("gc") + " >/dev/null");  // every layer again
+  {
+    auto reg = registry(tb);
+    ASSERT_TRUE(reg);
+    Child cut;
+    std::string challenge = "Bearer realm=\"https://127.0.0.1:" + tb +
+                            "/token\",service=\"test-registry\",scope=\"repository:p/img:pull\"";
+    std::string port =
+        start_script(cut, "cutting_proxy.py",
+                     {std::to_string(reg->port), d + "/xport", d + "/xlog", "--min-cut", "8192",
+                      "--delay-other-cuts", "1", "--unauthorize-first-range", challenge, "--tls",
+                      d + "/cert.pem", d + "/key.pem"},
+                     d + "/xport");
+    ASSERT_FALSE(port.empty());
+    must(cfsctl("oci pull " + certs + q("docker://127.0.0.1:" + port + "/p/img:two") + " b"));
+    EXPECT_EQ(trim(must(cfsctl("oci compute-id b")).out), world->second_reference_id);
+    std::string log = read_file(d + "/xlog");
+    std::istringstream lines(log);
+    std::string refused_path, refused_auth, resumed_auth;
+    size_t cuts = 0;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.starts_with("cut ")) {
+        cuts++;
+        continue;
+      }
+      std::istringstream f(line);
+      std::string path, auth, status;
+      f >> path >> auth >> status;
+      if (path.find("/blobs/") == std::string::npos) continue;
+      EXPECT_NE(auth, "auth=none") << "a blob request went out without the token: " << line;
+      if (status == "401") refused_path = path, refused_auth = auth;
+      if (!refused_path.empty() && path == refused_path && status == "206") resumed_auth = auth;
+    }
+    EXPECT_GE(cuts, 2u) << log;  // others resumed while the token was renewed
+    ASSERT_FALSE(refused_path.empty()) << log;
+    EXPECT_FALSE(resumed_auth.empty()) << "the refused blob was not resumed: " << log;
+    EXPECT_NE(resumed_auth, refused_auth) << "resumed without a new token: " << log;
+  }
+}
+
 // A download that breaks half-way resumes with a range request (the proxy
 // drops every blob once), and the result is verified as usual.
 TEST_F(OciImages, InterruptedDownloadsResume) {
@@ -411,8 +619,10 @@ TEST_F(OciImages, InterruptedDownloadsResume) {
   must(cfsctl("oci pull --tls-verify=false " + q("docker://127.0.0.1:" + port + "/test/img:t") +
               " x"));
   EXPECT_EQ(trim(must(cfsctl("oci compute-id x")).out), world->reference_id);
-  std::string cuts = read_file(d + "/cuts");
-  EXPECT_GE(std::count(cuts.begin(), cuts.end(), '\n'), 2) << "the proxy broke too few downloads";
+  std::string log = read_file(d + "/cuts");
+  size_t cuts = 0;
+  for (size_t p = log.find("cut "); p != std::string::npos; p = log.find("cut ", p + 1)) cuts++;
+  EXPECT_GE(cuts, 2u) << "the proxy broke too few downloads";
 }
 
 TEST_F(OciImages, LayersReassembleToTheirDiffIds) {

@@ -114,10 +114,13 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
   o->pull->add_option("NAME", o->name, "Tag for the image (default: IMAGE as given)");
   o->pull
       ->add_option("--tls-verify", o->tls_verify,
-                   "Verify TLS certificates (false also allows plain http)")
+                   "Verify TLS certificates; false also allows plain http, for registries and "
+                   "for credentials")
       ->default_val(true);
   o->pull->add_option("--creds", o->creds, "USER:PASSWORD for the registry");
   o->pull->add_option("--authfile", o->authfile, "containers-auth.json(5) file");
+  o->pull->add_option("--cert-dir", o->cert_dir,
+                      "Registry TLS: CA certificates (*.crt), client certificate (*.cert, *.key)");
   o->pull->add_option("-j,--jobs", o->jobs, "Layers fetched at once (default 4)");
   o->pull->add_option("--max-layer-size", o->max_layer_size,
                       "Uncompressed bytes allowed per layer, e.g. 100G (default 64G)");
@@ -195,6 +198,7 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
     po.source.tls_verify = o->tls_verify;
     po.source.credentials = o->creds;
     po.source.authfile = o->authfile;
+    po.source.cert_dir = o->cert_dir;
     po.jobs = o->jobs;
     if (!o->max_layer_size.empty()) {
       auto limit = parse_size(o->max_layer_size);

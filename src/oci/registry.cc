@@ -7,6 +7,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "base/dir.h"
 #include "base/fd.h"
 
 namespace cfs::oci {
@@ -16,6 +17,7 @@ using json = nlohmann::json;
 
 constexpr size_t kBufferHigh = 4 << 20;  // pause the transfer above this
 constexpr int kMaxResumes = 5;
+constexpr int kMaxReauths = 3;  // new tokens per blob
 
 std::once_flag curl_once;
 void curl_init() {
@@ -156,6 +158,7 @@ struct Response {
   std::string www_authenticate;
   std::string content_digest;
   std::string content_type;
+  std::string location;  // of a redirect
 };
 
 size_t header_cb(char* data, size_t size, size_t n, void* ud) {
@@ -172,11 +175,13 @@ size_t header_cb(char* data, size_t size, size_t n, void* ud) {
     if (key == "www-authenticate") r->www_authenticate = v;
     if (key == "docker-content-digest") r->content_digest = v;
     if (key == "content-type") r->content_type = v;
+    if (key == "location") r->location = v;
   } else if (line.starts_with("HTTP/")) {
     // A new response (after a redirect or 100-continue): forget the last.
     r->www_authenticate.clear();
     r->content_digest.clear();
     r->content_type.clear();
+    r->location.clear();
   }
   return size * n;
 }
@@ -196,6 +201,33 @@ size_t body_cb(char* data, size_t size, size_t n, void* ud) {
   return size * n;
 }
 
+// The CA certificates (*.crt) and client certificate (*.cert with its
+// *.key) of a directory, as containers-certs.d(5) lays them out.
+struct TlsFiles {
+  std::string ca_bundle;  // concatenated PEM, empty: the system's
+  std::string client_cert, client_key;
+};
+
+Result<TlsFiles> load_cert_dir(const std::string& dir, bool must_exist) {
+  TlsFiles t;
+  auto entries = list_dir(AT_FDCWD, dir);
+  if (!entries) {
+    if (!must_exist && entries.error().sys_errno() == ENOENT) return t;
+    return tl::unexpected(std::move(entries.error()).context("--cert-dir"));
+  }
+  for (auto& e : *entries) {
+    std::string path = dir + "/" + e.name;
+    if (e.name.ends_with(".crt")) {
+      CFS_TRY_ASSIGN(std::string pem, read_file(AT_FDCWD, path, 1 << 20));
+      t.ca_bundle += pem + "\n";
+    } else if (e.name.ends_with(".cert")) {
+      t.client_cert = path;
+      t.client_key = dir + "/" + e.name.substr(0, e.name.size() - 5) + ".key";
+    }
+  }
+  return t;
+}
+
 class Client {
  public:
   Client(RegistryRef ref, SourceOptions opts) : ref_(std::move(ref)), opts_(std::move(opts)) {
@@ -207,11 +239,50 @@ class Client {
 
   const RegistryRef& ref() const { return ref_; }
 
+  // Decides once, before anything runs in parallel, how to reach the
+  // registry: https, or (only with --tls-verify=false) plain http when the
+  // registry does not speak TLS.  Also loads the TLS files.
+  Status connect() {
+    std::lock_guard lock(connect_mu_);
+    if (connected_) return {};
+    if (!opts_.cert_dir.empty()) {
+      CFS_TRY_ASSIGN(tls_, load_cert_dir(opts_.cert_dir, true));
+    } else {
+      for (const char* base : {"/etc/containers/certs.d/", "/etc/docker/certs.d/"}) {
+        CFS_TRY_ASSIGN(tls_, load_cert_dir(base + ref_.host, false));
+        if (!tls_.ca_bundle.empty() || !tls_.client_cert.empty()) break;
+      }
+    }
+    Response r;
+    std::string ping = fmt::format("https://{}/v2/", ref_.host);
+    CURLcode rc = CURLE_OK;
+    auto st = perform(ping, {}, 1 << 16, r, false, nullptr, &rc);
+    if (!st && !opts_.tls_verify && (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_RECV_ERROR)) {
+      std::lock_guard l(mu_);
+      scheme_ = "http";
+    } else if (!st) {
+      return tl::unexpected(std::move(st.error()));
+    }
+    connected_ = true;
+    return {};
+  }
+
   std::string url(const std::string& path) const {
+    std::lock_guard lock(mu_);
     return fmt::format("{}://{}/v2/{}/{}", scheme_, ref_.host, ref_.repository, path);
   }
 
-  void setup(CURL* h, const std::string& u, Slist& headers) const {
+  // The current authorization and its generation (which a 401 names, so
+  // that concurrent refreshes make one token request).
+  std::pair<std::string, uint64_t> auth() const {
+    std::lock_guard lock(mu_);
+    return {auth_header_, auth_generation_};
+  }
+
+  // `with_auth`: the registry's own requests carry its authorization; a
+  // token realm's never do (it gets the credentials, and only over https).
+  void setup(CURL* h, const std::string& u, Slist& headers, bool with_auth,
+             uint64_t* generation = nullptr) const {
     curl_easy_setopt(h, CURLOPT_URL, u.c_str());
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
@@ -221,25 +292,43 @@ class Client {
     // Give up on a stalled connection (under 1 KiB/s for a minute).
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    // With TLS verified, nothing goes over plain http, redirects included
+    // (curl drops the Authorization header on a redirect to another host
+    // itself); --tls-verify=false allows local http registries.
+    const char* protocols = opts_.tls_verify ? "https" : "http,https";
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, protocols);
+    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
     if (!opts_.tls_verify) {
       curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    std::lock_guard lock(mu_);
-    if (!auth_header_.empty()) headers.add(auth_header_);
+    if (!tls_.ca_bundle.empty()) {
+      curl_blob blob{const_cast<char*>(tls_.ca_bundle.data()), tls_.ca_bundle.size(),
+                     CURL_BLOB_NOCOPY};
+      curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);  // curl copies the struct
+    }
+    if (!tls_.client_cert.empty()) {
+      curl_easy_setopt(h, CURLOPT_SSLCERT, tls_.client_cert.c_str());
+      curl_easy_setopt(h, CURLOPT_SSLKEY, tls_.client_key.c_str());
+    }
+    if (with_auth) {
+      auto [header, gen] = auth();
+      if (!header.empty()) headers.add(header);
+      if (generation) *generation = gen;
+    }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.l);
   }
 
-  // A small request (manifests, tokens), with authentication on 401.
+  // A small request (manifests), with authentication on 401.
   Result<Response> get(const std::string& path, const std::vector<std::string>& extra,
                        size_t max_body) {
+    CFS_TRY(connect());
     for (int attempt = 0; attempt < 2; attempt++) {
       Response r;
-      CFS_TRY(perform(url(path), extra, max_body, r));
+      uint64_t gen = 0;
+      CFS_TRY(perform(url(path), extra, max_body, r, true, &gen));
       if (r.status == 401 && attempt == 0) {
-        CFS_TRY(authenticate(r.www_authenticate));
+        CFS_TRY(reauthenticate(r.www_authenticate, gen));
         continue;
       }
       if (r.status == 401)
@@ -250,53 +339,80 @@ class Client {
     return make_error(Errc::Permission, "registry refused our credentials");
   }
 
-  Status perform(const std::string& u, const std::vector<std::string>& extra, size_t max_body,
-                 Response& r) {
-    for (;;) {
-      CURL* h = curl_easy_init();
-      if (!h) return make_error(Errc::Io, "curl_easy_init failed");
-      Slist headers;
-      for (auto& e : extra) headers.add(e);
-      std::string full = u;
-      if (full.starts_with("https://") && scheme_ == "http") full.replace(0, 5, "http");
-      setup(h, full, headers);
-      BodyLimit bl{&r.body, max_body};
-      curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-      curl_easy_setopt(h, CURLOPT_HEADERDATA, &r);
-      curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_cb);
-      curl_easy_setopt(h, CURLOPT_WRITEDATA, &bl);
-      char errbuf[CURL_ERROR_SIZE] = "";
-      curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-      CURLcode rc = curl_easy_perform(h);
-      curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
-      curl_easy_cleanup(h);
-      if (rc == CURLE_OK) return {};
-      if (bl.over) return errorf(Errc::TooBig, "{}: response larger than {} bytes", u, max_body);
-      // --tls-verify=false also allows plain http (local registries).
-      if (!opts_.tls_verify && scheme_ == "https" && full.starts_with("https://") &&
-          (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_RECV_ERROR)) {
-        scheme_ = "http";
-        r = Response{};
-        continue;
-      }
-      return errorf(Errc::Io, "{}: {}", full, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    }
+  // Why a transfer failed, in the user's terms.
+  std::string transfer_error(CURLcode rc, const char* errbuf, const std::string& u,
+                             const Response& r) const {
+    // Only a redirect can lead an https request to another protocol.
+    if (rc == CURLE_UNSUPPORTED_PROTOCOL && opts_.tls_verify)
+      return fmt::format(
+          "{}: refusing the redirect to {}: not https (--tls-verify=false allows plain http)", u,
+          r.location.empty() ? std::string("another protocol") : r.location);
+    if (rc == CURLE_PEER_FAILED_VERIFICATION)
+      return fmt::format(
+          "{}: {}: the registry's TLS certificate is not trusted (give its CA with --cert-dir "
+          "DIR holding DIR/*.crt, or use --tls-verify=false)",
+          u, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    return fmt::format("{}: {}", u, errbuf[0] ? errbuf : curl_easy_strerror(rc));
   }
 
-  Status authenticate(const std::string& challenge) {
+  Status perform(const std::string& u, const std::vector<std::string>& extra, size_t max_body,
+                 Response& r, bool with_auth, uint64_t* generation = nullptr,
+                 CURLcode* code = nullptr) {
+    CURL* h = curl_easy_init();
+    if (!h) return make_error(Errc::Io, "curl_easy_init failed");
+    std::unique_ptr<CURL, void (*)(CURL*)> guard(h, curl_easy_cleanup);
+    Slist headers;
+    for (auto& e : extra) headers.add(e);
+    setup(h, u, headers, with_auth, generation);
+    BodyLimit bl{&r.body, max_body};
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_cb);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &bl);
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    CURLcode rc = curl_easy_perform(h);
+    if (code) *code = rc;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+    if (rc == CURLE_OK) return {};
+    if (bl.over) return errorf(Errc::TooBig, "{}: response larger than {} bytes", u, max_body);
+    return make_error(Errc::Io, transfer_error(rc, errbuf, u, r));
+  }
+
+  // After a 401 to a request made with authorization `generation`: a new
+  // token, unless another thread got one meanwhile.  The old authorization
+  // stays in place until the new one replaces it, so requests started
+  // meanwhile never go out without one.
+  Status reauthenticate(const std::string& challenge, uint64_t generation) {
+    std::lock_guard refresh(refresh_mu_);
+    if (auth().second != generation) return {};
+    CFS_TRY_ASSIGN(std::string header, authorization_for(challenge));
+    std::lock_guard lock(mu_);
+    auth_header_ = std::move(header);
+    auth_generation_++;
+    return {};
+  }
+
+ private:
+  Result<std::string> authorization_for(const std::string& challenge) {
     std::string scheme;
     auto params = parse_challenge(challenge, scheme);
     if (scheme == "basic") {
       if (creds_.empty())
         return errorf(Errc::Permission, "registry {} requires credentials", ref_.host);
-      std::lock_guard lock(mu_);
-      auth_header_ = "Authorization: Basic " + base64(creds_);
-      return {};
+      return "Authorization: Basic " + base64(creds_);
     }
     if (scheme != "bearer" || !params.count("realm"))
       return errorf(Errc::Permission, "registry {}: unsupported authentication '{}'", ref_.host,
                     challenge);
-    std::string u = params["realm"];
+    std::string realm = params["realm"];
+    // Credentials (and tokens) go over https only, wherever the realm is.
+    if (!realm.starts_with("https://") && opts_.tls_verify)
+      return errorf(Errc::Permission,
+                    "registry {}: refusing the token realm {}: not https (--tls-verify=false "
+                    "allows it)",
+                    ref_.host, realm);
+    std::string u = realm;
     u += u.find('?') == std::string::npos ? "?" : "&";
     if (params.count("service")) u += "service=" + url_escape(params["service"]) + "&";
     u += "scope=" + url_escape(params.count("scope") ? params["scope"]
@@ -304,14 +420,9 @@ class Client {
     std::vector<std::string> extra;
     if (!creds_.empty()) extra.push_back("Authorization: Basic " + base64(creds_));
     Response r;
-    {
-      std::lock_guard lock(mu_);
-      auth_header_.clear();
-    }
-    CFS_TRY(perform(u, extra, 1 << 20, r));
+    CFS_TRY(perform(u, extra, 1 << 20, r, false));
     if (r.status != 200)
-      return errorf(Errc::Permission, "token request to {} failed: HTTP {}", params["realm"],
-                    r.status);
+      return errorf(Errc::Permission, "token request to {} failed: HTTP {}", realm, r.status);
     json j = json::parse(r.body, nullptr, false);
     std::string token;
     if (j.is_object()) {
@@ -321,20 +432,20 @@ class Client {
         token = j["access_token"];
     }
     if (token.empty()) return make_error(Errc::Permission, "token response without a token");
-    std::lock_guard lock(mu_);
-    auth_header_ = "Authorization: Bearer " + token;
-    return {};
+    return "Authorization: Bearer " + token;
   }
 
-  std::string scheme() const { return scheme_; }
-
- private:
   RegistryRef ref_;
   SourceOptions opts_;
   std::string creds_;
-  std::string scheme_ = "https";
-  mutable std::mutex mu_;
+  std::mutex connect_mu_;
+  bool connected_ = false;
+  TlsFiles tls_;                  // set once by connect()
+  mutable std::mutex mu_;         // guards what follows
+  std::string scheme_ = "https";  // decided once by connect()
   std::string auth_header_;
+  uint64_t auth_generation_ = 0;
+  std::mutex refresh_mu_;  // one token request at a time
 };
 
 // Streams one blob through curl's multi interface: read() drives the
@@ -384,8 +495,10 @@ class BlobReader : public Reader {
     if (!easy_ || !multi_) return make_error(Errc::Io, "curl init failed");
     headers_ = std::make_unique<Slist>();
     if (received_ > 0) headers_->add(fmt::format("Range: bytes={}-", received_));
-    std::string u = c_.url("blobs/" + d_.digest);
-    c_.setup(easy_, u, *headers_);
+    CFS_TRY(c_.connect());
+    resp_ = Response{};
+    url_ = c_.url("blobs/" + d_.digest);
+    c_.setup(easy_, url_, *headers_, true, &auth_generation_);
     curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(easy_, CURLOPT_HEADERDATA, &resp_);
     curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, &BlobReader::write_cb);
@@ -394,6 +507,7 @@ class BlobReader : public Reader {
     errbuf_[0] = 0;
     curl_multi_add_handle(multi_, easy_);
     status_checked_ = false;
+    unauthorized_ = false;
     return {};
   }
 
@@ -412,13 +526,17 @@ class BlobReader : public Reader {
       long code = 0;
       curl_easy_getinfo(self->easy_, CURLINFO_RESPONSE_CODE, &code);
       self->status_checked_ = true;
+      // A token that expired mid-pull: the body of the 401 is dropped and
+      // the transfer resumes once authorized again (finish_transfer).
+      self->unauthorized_ = code == 401;
       bool ok = self->received_ == 0 ? code == 200 : code == 206;
-      if (!ok) {
+      if (!ok && !self->unauthorized_) {
         self->failed_ = Error(Errc::Io, fmt::format("blob {}: HTTP {}{}", self->d_.digest, code,
                                                     self->received_ ? " to a range request" : ""));
         return 0;
       }
     }
+    if (self->unauthorized_) return len;
     if (self->buf_.size() >= kBufferHigh) {
       self->paused_ = true;
       return CURL_WRITEFUNC_PAUSE;
@@ -435,6 +553,7 @@ class BlobReader : public Reader {
       if (m->msg == CURLMSG_DONE) rc = m->data.result;
     long code = 0;
     curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &code);
+    std::string why = rc == CURLE_OK ? "" : c_.transfer_error(rc, errbuf_, url_, resp_);
     cleanup();
     if (failed_) return tl::unexpected(*failed_);
     if (rc == CURLE_OK && (code == 200 || code == 206)) {
@@ -445,17 +564,18 @@ class BlobReader : public Reader {
       done_ = true;
       return {};
     }
-    if (rc == CURLE_OK && code == 401 && !reauthed_) {
-      reauthed_ = true;  // token expired during a long pull
-      return c_.authenticate(resp_.www_authenticate);
+    if (rc == CURLE_OK && code == 401 && reauths_ < kMaxReauths) {
+      reauths_++;  // a token expired during a long pull: a new one, then resume
+      return c_.reauthenticate(resp_.www_authenticate, auth_generation_);
     }
     if (rc == CURLE_OK) return errorf(Errc::Io, "blob {}: HTTP {}", d_.digest, code);
-    if (resumes_ < kMaxResumes && received_ < d_.size) {
+    // A refused redirect or certificate will not get better on a retry.
+    bool final = rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_PEER_FAILED_VERIFICATION;
+    if (!final && resumes_ < kMaxResumes && received_ < d_.size) {
       resumes_++;
       return {};  // start() again with a Range request
     }
-    return errorf(Errc::Io, "blob {}: {} after {} bytes", d_.digest,
-                  errbuf_[0] ? errbuf_ : curl_easy_strerror(rc), received_);
+    return errorf(Errc::Io, "blob {}: {} after {} bytes", d_.digest, why, received_);
   }
 
   Client& c_;
@@ -470,7 +590,10 @@ class BlobReader : public Reader {
   bool paused_ = false;
   bool done_ = false;
   bool status_checked_ = false;
-  bool reauthed_ = false;
+  bool unauthorized_ = false;  // the response is a 401: its body is not the blob
+  int reauths_ = 0;
+  std::string url_;
+  uint64_t auth_generation_ = 0;  // of the authorization the transfer was sent with
   int resumes_ = 0;
   std::optional<Error> failed_;
   char errbuf_[CURL_ERROR_SIZE];

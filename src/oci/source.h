@@ -20,6 +20,10 @@ struct SourceOptions {
   bool tls_verify = true;
   std::string credentials;  // "user:password" for registries, optional
   std::string authfile;     // containers-auth.json(5); empty: the usual places
+  // CA certificates (*.crt) and a client certificate (*.cert + *.key), as
+  // skopeo's --cert-dir; empty: /etc/containers/certs.d/HOST (then
+  // /etc/docker/certs.d/HOST) when it exists.
+  std::string cert_dir;
   Platform platform = host_platform();
 };
 
