@@ -4,11 +4,14 @@
 // archive the reader accepts, its raw bytes plus the data it returned are
 // the whole input, in order (what split streams rely on); whatever the merger accepts becomes a
 // tree the writer accepts or refuses with an error, never a crash.
+#include <sys/mman.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "base/fd.h"
 #include "erofs/writer.h"
 #include "oci/io.h"
 #include "oci/layers.h"
@@ -78,9 +81,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (auto tree = merger.to_tree()) (void)erofs::build_image(*tree);
   }
 
-  // The same bytes as a split stream.
+  // The same bytes as a split stream: from memory, and from a file (read in
+  // pieces, as a repository's are).
   for (auto alg : {fsverity::HashAlg::Sha256, fsverity::HashAlg::Sha512}) {
-    auto r = SplitStreamReader::open(std::string(input), alg, std::nullopt);
+    Result<SplitStreamReader> r = make_error(Errc::Io, "");
+    if (alg == fsverity::HashAlg::Sha256) {
+      r = SplitStreamReader::open(std::string(input), alg, std::nullopt);
+    } else {
+      UniqueFd fd(::memfd_create("fuzz", MFD_CLOEXEC));
+      if (!fd || !write_full(fd.get(), input)) fail("memfd");
+      r = SplitStreamReader::open(std::move(fd), alg, std::nullopt);
+    }
     if (!r) continue;
     for (int n = 0; n < 100000; n++) {
       auto c = r->next_chunk();
