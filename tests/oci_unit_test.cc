@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <set>
+
 #include "dump/dump.h"
 #include "oci/decompress.h"
 #include "oci/import.h"
@@ -666,6 +668,58 @@ TEST_F(SplitStreamTest, LargeStreamsSpillToAFileAndReadInPieces) {
   }
   EXPECT_EQ(back, data);
   EXPECT_GE(pieces, data.size() / (kInlineFlush + 65536));
+}
+
+// A layer's inline data is cut into chunks once it passes kInlineFlush,
+// and only where an entry begins: composefs-rs reads each header (and small
+// file) from a single chunk.
+TEST_F(SplitStreamTest, InlineChunksEndAtEntryStarts) {
+  TarBuilder b;
+  b.dir("usr");
+  for (int i = 0; i < 6000; i++) b.file("usr/f" + std::to_string(i), std::to_string(i));
+  std::string tar = b.finish();
+  auto entries = parse_all(tar);
+  ASSERT_TRUE(entries);
+  std::set<uint64_t> starts{0};
+  for (auto& e : *entries) starts.insert(e.offset);
+  starts.insert(tar.size() - 1024);  // the end-of-archive blocks
+  MemReader in(tar);
+  ImportStats stats;
+  auto sid = split_tar(in, *store_, stats);
+  ASSERT_TRUE(sid) << sid.error().message();
+  auto file = read_object(*store_, *sid, 1 << 30);
+  ASSERT_TRUE(file);
+  // The raw chunk sequence: the stream section, decompressed.
+  auto u64 = [&](size_t at) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | static_cast<uint8_t>((*file)[at + i]);
+    return v;
+  };
+  size_t st_begin = u64(32 + 32), st_end = u64(32 + 40);
+  std::string raw;
+  ZSTD_DStream* ds = ZSTD_createDStream();
+  ZSTD_inBuffer zin{file->data() + st_begin, st_end - st_begin, 0};
+  while (zin.pos < zin.size) {
+    char buf[65536];
+    ZSTD_outBuffer out{buf, sizeof buf, 0};
+    ASSERT_FALSE(ZSTD_isError(ZSTD_decompressStream(ds, &out, &zin)));
+    raw.append(buf, out.pos);
+  }
+  ZSTD_freeDStream(ds);
+  uint64_t at = 0;
+  size_t chunks = 0;
+  for (size_t p = 0; p < raw.size();) {
+    int64_t len = 0;
+    std::memcpy(&len, raw.data() + p, 8);
+    ASSERT_LT(len, 0) << "a layer of small files has only inline chunks";
+    EXPECT_TRUE(starts.count(at)) << "an inline chunk begins at offset " << at
+                                  << ", inside an entry";
+    at += static_cast<uint64_t>(-len);
+    p += 8 + static_cast<size_t>(-len);
+    chunks++;
+  }
+  EXPECT_EQ(at, tar.size());
+  EXPECT_GE(chunks, tar.size() / (kInlineFlush + 1024));
 }
 
 TEST_F(SplitStreamTest, ChunkLengthsThatCannotBeAreRefused) {

@@ -163,8 +163,8 @@ Result<std::string> named_section(const std::map<std::string, size_t>& named) {
 
 Result<std::string> SplitStreamWriter::finish() {
   if (spilled()) return make_error(Errc::TooBig, "split stream too large to assemble in memory");
+  spill_dirfd_ = -1;  // what is left stays in memory: the caller asked for it there
   CFS_TRY(end_stream());
-  if (spilled()) return make_error(Errc::TooBig, "split stream too large to assemble in memory");
   CFS_TRY_ASSIGN(std::string named, named_section(named_));
   std::string f = header(stream_.size(), named);
   f += stream_;
