@@ -98,12 +98,19 @@ struct Measured {
   double seconds = 0;
 };
 
-// Runs `argv` as a child while a thread serves the layer into the FIFO.
+// tests/peak_rss_main.cc, next to this test binary.
+std::string peak_rss_tool() {
+  return std::filesystem::read_symlink("/proc/self/exe").parent_path() / "peak_rss";
+}
+
+// Runs `argv` as a child while a thread serves the layer into the FIFO; its
+// peak RSS as peak_rss measures it (a child forked from this test process
+// would count the test's own pages until exec).
 // `as_limit`: an address-space limit (RLIMIT_AS) for the child, 0 for none.
 Measured run_measured(const std::vector<std::string>& argv, const Layout& l, const Generator& gen,
                       uint64_t as_limit = 0) {
   TempDir tmp;
-  std::string out = tmp / "out", err = tmp / "err";
+  std::string out = tmp / "out", err = tmp / "err", rss = tmp / "rss";
   auto start = std::chrono::steady_clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -118,8 +125,10 @@ Measured run_measured(const std::vector<std::string>& argv, const Layout& l, con
     int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(o, 1);
     ::dup2(e, 2);
+    std::vector<std::string> full{peak_rss_tool(), rss};
+    full.insert(full.end(), argv.begin(), argv.end());
     std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (auto& a : full) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     ::execv(args[0], args.data());
     ::_exit(127);
@@ -144,8 +153,7 @@ Measured run_measured(const std::vector<std::string>& argv, const Layout& l, con
     ::close(fd);
   });
   int st = 0;
-  struct rusage ru {};
-  pid_t w = ::wait4(pid, &st, 0, &ru);
+  pid_t w = ::waitpid(pid, &st, 0);
   exited = true;
   writer.join();
   Measured m;
@@ -154,7 +162,9 @@ Measured run_measured(const std::vector<std::string>& argv, const Layout& l, con
   m.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   m.out = read_file(out);
   m.err = read_file(err);
-  m.peak_rss_mib = ru.ru_maxrss / 1024;
+  std::string kib = read_file(rss);
+  EXPECT_FALSE(kib.empty()) << "peak_rss did not report";
+  m.peak_rss_mib = kib.empty() ? -1 : std::stol(kib) / 1024;
   return m;
 }
 
@@ -191,7 +201,10 @@ class HostileLayers : public ::testing::Test {
 std::string small_tar() { return TarBuilder().dir("usr/").file("usr/f", "hello\n").finish(); }
 
 // Bounds: what the import may use whatever the layer's size (the tools'
-// own footprint plus the bounded buffers); ASan's allocator adds its own.
+// own footprint plus the bounded buffers); ASan's allocator adds its own
+// (about 65 MiB for a small pull).  Measured before the fix: 2 GiB for
+// either flood, 283 MiB for 200k files (Release); after: 16, 22 and 143 MiB
+// (ASan: 65, 85, 358).
 constexpr long kBoundMiB = kAsan ? 160 : 64;
 
 TEST_F(HostileLayers, ZeroTrailerBombIsRefusedInBoundedMemory) {
@@ -232,7 +245,7 @@ TEST_F(HostileLayers, PaxHeadersPastAGigabyteAreRefusedInBoundedMemory) {
 }
 
 TEST_F(HostileLayers, TwoHundredThousandTinyFilesInBoundedMemory) {
-  const int files = kAsan ? 50000 : 200000;
+  const int files = 200000;
   Generator gen = [&](const Sink& sink) {
     TarBuilder b;
     b.dir("usr/");
@@ -247,7 +260,7 @@ TEST_F(HostileLayers, TwoHundredThousandTinyFilesInBoundedMemory) {
   };
   auto m = pull(gen);
   EXPECT_EQ(m.status, 0) << m.err;
-  EXPECT_LT(m.peak_rss_mib, kAsan ? 400 : 200) << m.err;
+  EXPECT_LT(m.peak_rss_mib, kAsan ? 500 : 200) << m.err;
 }
 
 TEST_F(HostileLayers, MaxLayerSizeBoundsTheUncompressedBytes) {
