@@ -46,6 +46,8 @@ Status parse_subs_file(std::string_view text, const std::string& file, AliasMap&
 // first '=', trimmed) is SELINUXTYPE in any case; its value, trimmed.
 Result<std::optional<std::string>> parse_config(std::string_view text, const std::string& file);
 
+// Lookups reuse scratch state (and JIT-compile patterns on first use), so a
+// Policy is not for concurrent use: one per thread.
 class Policy {
  public:
   // Reads one policy file by name ("file_contexts", "file_contexts.subs",
