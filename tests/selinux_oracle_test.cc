@@ -411,6 +411,14 @@ TEST_F(SelinuxOracle, PathsThePolicyNames) {
       for (char t : s.type ? std::string(1, s.type) : std::string("-d"))
         probes.insert({clean(path), t});
   }
+  // And what the aliases name, where the two ways of substituting meet.
+  for (auto& [alias, original] : p.aliases()) {
+    for (const std::string& a : {alias, original}) {
+      probes.insert({clean(a), 'd'});
+      probes.insert({clean(a + "/probe"), '-'});
+      probes.insert({clean(a + "/systemd/probe"), '-'});
+    }
+  }
   Comparison cmp(*model_, handle_);
   for (auto& [path, t] : probes) {
     const std::string* ours = p.lookup(model_->rs_path(path), t);
