@@ -216,6 +216,15 @@ struct CodeFree {
 struct MatchDataFree {
   void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
 };
+struct MatchContextFree {
+  void operator()(pcre2_match_context* m) const { pcre2_match_context_free(m); }
+};
+
+// Backtracking steps a pattern of composefs-rs's automaton gets before the
+// answer is left to PCRE2's DFA-style matcher: real patterns need a few
+// hundred; a pathological one (nested quantifiers) costs a millisecond,
+// not the default limit's 10 million steps, per key.
+constexpr uint32_t kBacktrackLimit = 100000;
 
 enum class Jit : uint8_t { NotTried, Yes, No };
 
@@ -239,6 +248,7 @@ struct Matcher::Impl {
   std::vector<Pattern> patterns;
   std::vector<TrieNode> trie;
   std::unique_ptr<pcre2_match_data, MatchDataFree> md;
+  std::unique_ptr<pcre2_match_context, MatchContextFree> limited;
   std::vector<uint32_t> candidates;
   std::vector<int> dfa_workspace;
 
@@ -277,8 +287,8 @@ struct Matcher::Impl {
     if (p.jit == Jit::NotTried)
       p.jit = pcre2_jit_compile(p.code.get(), PCRE2_JIT_COMPLETE) == 0 ? Jit::Yes : Jit::No;
     int rc = p.jit == Jit::Yes
-                 ? pcre2_jit_match(p.code.get(), subject, key.size(), 0, 0, md.get(), nullptr)
-                 : pcre2_match(p.code.get(), subject, key.size(), 0, 0, md.get(), nullptr);
+                 ? pcre2_jit_match(p.code.get(), subject, key.size(), 0, 0, md.get(), limited.get())
+                 : pcre2_match(p.code.get(), subject, key.size(), 0, 0, md.get(), limited.get());
     if (rc >= 0) return true;
     if (rc == PCRE2_ERROR_NOMATCH) return false;
     // A backtracking limit: composefs-rs's automaton has none, and PCRE2's
@@ -339,7 +349,9 @@ Result<Matcher> Matcher::build(std::span<const Spec> specs) {
   // Newest first within each trie node (they were appended oldest first).
   for (auto& node : im.trie) std::reverse(node.patterns.begin(), node.patterns.end());
   im.md.reset(pcre2_match_data_create(1, nullptr));
-  if (!im.md) return make_error(Errc::NoSpace, "out of memory for PCRE2 match data");
+  im.limited.reset(pcre2_match_context_create(nullptr));
+  if (!im.md || !im.limited) return make_error(Errc::NoSpace, "out of memory for PCRE2 match data");
+  pcre2_set_match_limit(im.limited.get(), kBacktrackLimit);
   return m;
 }
 
