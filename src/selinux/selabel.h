@@ -68,7 +68,8 @@ struct RelabelStats {
 };
 
 // Labels every entry of the tree with `policy` (see above).  Errors on an
-// entry of invalid type, or a label over the per-inode xattr budget.
+// entry of invalid type, or a label over the per-inode xattr budget (the
+// tree is then partly labelled: drop it).
 Result<RelabelStats> relabel(Tree& tree, Policy& policy);
 // Removes security.selinux from every node.
 void strip_labels(Tree& tree);
