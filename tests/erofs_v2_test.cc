@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
-#include <regex>
 #include <sstream>
 
 #include "base/hex.h"
@@ -127,13 +127,13 @@ class SnapshotDecoder {
     while (std::getline(in, line)) {
       line_no_++;
       if (line.empty() || line.starts_with("# ")) continue;
-      std::smatch m;
-      if (std::regex_match(line, m, std::regex("Space statistics \\(total size (\\d+)B\\):"))) {
-        size = std::stoul(m[1]);
+      constexpr std::string_view kStats = "Space statistics (total size ";
+      if (line.starts_with(kStats)) {
+        size = std::stoul(line.substr(kStats.size()));
         break;  // the statistics follow
       }
-      if (std::regex_match(line, m, std::regex("([0-9a-f]{8}) (.*)"))) {
-        section(std::stoul(m[1], nullptr, 16), m[2]);
+      if (line.size() > 9 && all_of(line.substr(0, 8), kHex) && line[8] == ' ') {
+        section(std::stoul(line.substr(0, 8), nullptr, 16), line.substr(9));
         continue;
       }
       field_line(line);
@@ -233,54 +233,73 @@ class SnapshotDecoder {
     return out;
   }
 
-  static unsigned width_of(const std::string& type) {
-    return type == "U8" ? 1 : type == "U16" ? 2 : type == "U32" ? 4 : 8;
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  static bool all_of(std::string_view s, std::string_view chars) {
+    return !s.empty() && s.find_first_not_of(chars) == std::string_view::npos;
+  }
+  // " +hex" (debug_img's "{:+8x}" offsets): the number, or nullopt.
+  static std::optional<uint64_t> rel_offset(std::string_view s) {
+    size_t i = s.find_first_not_of(' ');
+    if (i == std::string_view::npos || s[i] != '+' || !all_of(s.substr(i + 1), kHex))
+      return std::nullopt;
+    return std::stoull(std::string(s.substr(i + 1)), nullptr, 16);
+  }
+  // "TYPE(n)" for U8/U16/U32/U64: {width, n}.
+  static std::optional<std::pair<unsigned, uint64_t>> typed(std::string_view v) {
+    size_t open = v.find('(');
+    if (open == std::string_view::npos || v.back() != ')') return std::nullopt;
+    std::string_view type = v.substr(0, open), num = v.substr(open + 1, v.size() - open - 2);
+    unsigned width = type == "U8"    ? 1
+                     : type == "U16" ? 2
+                     : type == "U32" ? 4
+                     : type == "U64" ? 8
+                                     : 0;
+    if (!width || !all_of(num, "0123456789")) return std::nullopt;
+    return std::pair{width, std::stoull(std::string(num))};
   }
 
   void field_line(const std::string& line) {
-    std::smatch m;
     // A hexdump row: the row's offset in 8 columns, two spaces, 16 byte
     // slots of 3 columns (one more space after the eighth), then |ascii|.
-    std::string head = line.substr(0, 8);
-    if (line.size() >= 61 && line[60] == '|' && line.back() == '|' &&
-        std::regex_match(head, m, std::regex(" *\\+([0-9a-f]+)"))) {
-      uint64_t row = std::stoul(m[1], nullptr, 16);
-      for (unsigned i = 0; i < 16; i++) {
-        std::string slot = line.substr(10 + i * 3 + (i >= 8 ? 1 : 0), 2);
-        if (slot == "  ") continue;
-        set(base_ + row + i, static_cast<uint8_t>(std::stoi(slot, nullptr, 16)));
+    if (line.size() >= 61 && line[60] == '|' && line.back() == '|') {
+      if (auto row = rel_offset(line.substr(0, 8))) {
+        for (unsigned i = 0; i < 16; i++) {
+          std::string slot = line.substr(10 + i * 3 + (i >= 8 ? 1 : 0), 2);
+          if (slot == "  ") continue;
+          set(base_ + *row + i, static_cast<uint8_t>(std::stoi(slot, nullptr, 16)));
+        }
+        return;
       }
-      return;
     }
-    if (!std::regex_match(line, m, std::regex(" *\\+([0-9a-f]+) +(.*)"))) {
-      fail("cannot read '" + line + "'");
-      return;
-    }
-    uint64_t rel = std::stoul(m[1], nullptr, 16);
-    std::string rest = m[2];
+    size_t start = line.find_first_not_of(' ');
+    size_t gap = start == std::string::npos ? start : line.find(' ', start);
+    auto rel_opt = gap == std::string::npos ? std::nullopt : rel_offset(line.substr(0, gap));
+    if (!rel_opt) return fail("cannot read '" + line + "'");
+    uint64_t rel = *rel_opt;
+    std::string rest = line.substr(line.find_first_not_of(' ', gap));
     if (rest == "--- inline directory entries ---") {
       in_dir_ = true;
       dir_base_ = base_ + rel;
       return;
     }
     uint64_t at = (in_dir_ ? dir_base_ : base_) + rel;
-    if (std::regex_match(rest, m, std::regex("# (\\d+) nul bytes"))) return;  // zeros
+    if (rest.starts_with("# ") && rest.ends_with(" nul bytes")) return;  // zeros
     if (rest.starts_with("# name: ")) {
       size_t used;
       set_bytes(at, rust_value(std::string_view(rest).substr(8), &used));
       return;
     }
-    if (!std::regex_match(rest, m, std::regex("(\\w+(?: \\w+)?): (.*)"))) {
-      fail("cannot read '" + line + "'");
-      return;
-    }
-    std::string name = m[1], value = m[2];
-    if (std::regex_match(value, m, std::regex("(U8|U16|U32|U64)\\((\\d+)\\)"))) {
-      set_le(at, std::stoull(m[2]), width_of(m[1]));
-    } else if (name == "format" && std::regex_match(value, m, std::regex("(\\d+) = .*"))) {
-      set_le(at, std::stoull(m[1]), 2);
-    } else if (name == "mode" && std::regex_match(value, m, std::regex("([0-7]+) \\(.*\\)"))) {
-      set_le(at, std::stoull(m[1], nullptr, 8), 2);
+    size_t colon = rest.find(": ");
+    if (colon == std::string::npos ||
+        !all_of(rest.substr(0, colon), "abcdefghijklmnopqrstuvwxyz_ "))
+      return fail("cannot read '" + line + "'");
+    std::string name = rest.substr(0, colon), value = rest.substr(colon + 2);
+    if (auto t = typed(value)) {
+      set_le(at, t->second, t->first);
+    } else if (name == "format" && value.find(" = ") != std::string::npos) {
+      set_le(at, std::stoull(value), 2);
+    } else if (name == "mode" && value.find(" (") != std::string::npos) {
+      set_le(at, std::stoull(value, nullptr, 8), 2);
     } else if (name == "file_type") {
       static const std::map<std::string, uint8_t> types = {
           {"Unknown", 0},     {"RegularFile", 1}, {"Directory", 2}, {"CharacterDevice", 3},
@@ -288,27 +307,37 @@ class SnapshotDecoder {
       auto it = types.find(value);
       if (it == types.end()) return fail("unknown file type " + value);
       set(at, it->second);
-    } else if (std::regex_match(value, m, std::regex("\\d+")) &&
+    } else if (all_of(value, "0123456789") &&
                (name == "blkszbits" || name == "extslots" || name == "dirblkbits" ||
                 name == "xattr_prefix_count" || name == "xattr_filter_reserved" ||
                 name == "shared_count")) {
       set(at, static_cast<uint8_t>(std::stoul(value)));
-    } else if (name == "shared xattrs") {
+    } else if (name == "shared xattrs" && value.starts_with("[") && value.ends_with("]")) {
+      // "[U32(a), U32(b)]"
       uint64_t off = at;
-      const std::regex id("U32\\((\\d+)\\)");
-      for (std::sregex_iterator it(value.begin(), value.end(), id), end; it != end; ++it, off += 4)
-        set_le(off, std::stoull((*it)[1]), 4);
+      std::string_view list(value);
+      list = list.substr(1, list.size() - 2);
+      while (!list.empty()) {
+        size_t comma = list.find(", ");
+        auto id = typed(list.substr(0, comma));
+        if (!id || id->first != 4) return fail("bad shared xattr list");
+        set_le(off, id->second, 4);
+        off += 4;
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 2);
+      }
     } else if (name == "inline") {
       size_t used;
       set_bytes(at, rust_value(value, &used));
-    } else if (name == "xattr" &&
-               std::regex_match(value, m, std::regex("\\((\\d+) (\\d+) (\\d+)\\) (.*)"))) {
+    } else if (name == "xattr" && value.starts_with("(") && value.find(") ") != std::string::npos) {
+      // "(index name_len value_len) prefix<suffix> = <value>"
       static const std::string_view prefixes[] = {
           "",        "user.",    "system.posix_acl_access", "system.posix_acl_default", "trusted.",
           "lustre.", "security."};
-      unsigned index = std::stoul(m[1]), name_len = std::stoul(m[2]), value_len = std::stoul(m[3]);
+      std::istringstream nums(value.substr(1, value.find(") ") - 1));
+      unsigned index = 0, name_len = 0, value_len = 0;
+      if (!(nums >> index >> name_len >> value_len)) return fail("bad xattr header");
       std::string_view body(value);
-      body.remove_prefix(value.size() - m[4].length());
+      body.remove_prefix(value.find(") ") + 2);
       if (index >= 7 || !body.starts_with(prefixes[index])) return fail("bad xattr prefix");
       body.remove_prefix(prefixes[index].size());
       size_t used;
