@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs one libFuzzer target for a while:  fuzz/run.sh TARGET SECONDS [libFuzzer args...]
-# TARGET: image_reader, dump_parser or oci_layer.  Builds build-fuzz/ with clang if needed
+# TARGET: image_reader, dump_parser, oci_layer, kargs or pe_reader.  Builds build-fuzz/ with clang if needed
 # (CFS_FUZZ_BUILD overrides the directory).  The growing corpus is kept in
 # fuzz/corpus-run/TARGET, crashes land in fuzz/artifacts/TARGET/ (both ignored
 # by git); turn each crash into a fix and a file in fuzz/regressions/TARGET/.
@@ -10,13 +10,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 if [ $# -lt 2 ]; then
-  echo "usage: $0 image_reader|dump_parser|oci_layer SECONDS [libFuzzer args...]" >&2
+  echo "usage: $0 image_reader|dump_parser|oci_layer|kargs|pe_reader SECONDS [libFuzzer args...]" >&2
   exit 2
 fi
 target=$1 secs=$2
 shift 2
 case $target in
-  image_reader | dump_parser | oci_layer) ;;
+  image_reader | dump_parser | oci_layer | kargs | pe_reader) ;;
   *) echo "unknown target '$target'" >&2; exit 2 ;;
 esac
 bdir=${CFS_FUZZ_BUILD:-$root/build-fuzz}
@@ -32,8 +32,8 @@ seeds=$(mktemp -d)
 trap 'rm -rf -- "$seeds"' EXIT
 mkdir -p "$corpus" "$artifacts" "$here/regressions/$target"
 
-# oci_layer's seeds are its committed corpus (hand-made tar archives).
-if [ "$target" != oci_layer ]; then "$here/seeds.sh" "$target" "$seeds" "$bdir/bin/mkcomposefs"; fi
+# oci_layer's, kargs' and pe_reader's seeds are their committed corpora.
+if [ "$target" = image_reader ] || [ "$target" = dump_parser ]; then "$here/seeds.sh" "$target" "$seeds" "$bdir/bin/mkcomposefs"; fi
 if [ "$target" = dump_parser ]; then max_len=16384; else max_len=65536; fi
 
 "$bdir/fuzz/${target}_fuzz" -max_total_time="$secs" -max_len="$max_len" -timeout="${FUZZ_TIMEOUT:-60}" \
