@@ -697,3 +697,43 @@ TEST(Authenticode, KeyErrors) {
     EXPECT_NE(s.error().message().find("encrypted"), std::string::npos);
   }
 }
+
+// Not a check: writes the pe_reader fuzz target's seed corpus
+// (CFS_WRITE_PE_SEEDS=DIR build/tests/pe_test --gtest_filter=PeSeeds.*).
+TEST(PeSeeds, Write) {
+  const char* dir = std::getenv("CFS_WRITE_PE_SEEDS");
+  if (!dir) GTEST_SKIP() << "set CFS_WRITE_PE_SEEDS=DIR to write the fuzz seeds";
+  SynthPe s;
+  s.file_alignment = 0x20;
+  s.section_alignment = 0x20;
+  s.size_of_headers = 0x200;
+  std::string sbat = merge_sbat({}, {std::string(kSbatUkiLine)});
+  std::string osrel = "PRETTY_NAME='Seed OS'\nVERSION_ID=1\n",
+              cmd = "composefs=" + std::string(64, 'a');
+  s.size_of_headers = 0x400;
+  s.sections = {
+      {".text", 0x400, pattern(40, 1), kScnMemRead | kScnCntCode},
+      {".sbat", 0x440, Bytes(sbat.begin(), sbat.end())},
+      {".sdmagic", 0x600,
+       Bytes{'s', 'y', 's', 't', 'e', 'm', 'd', '-', 's', 't', 'u', 'b', ' ', '2', '5', '2'}}};
+  Bytes stub = make_pe(s);
+  write_bytes(std::string(dir) + "/stub", stub);
+  UkiInputs in;
+  in.linux = make_pe(
+      SynthPe{0x40, 0x20, 0x20, 0x200, 1, kMachineAmd64, {{".text", 0x200, pattern(20, 2)}}, {}});
+  in.osrel = osrel;
+  in.cmdline = cmd;
+  in.initrds = {pattern(5, 3)};
+  auto uki = add_sections(stub, *uki_sections(*PeFile::parse(stub), in));
+  ASSERT_TRUE(uki) << uki.error().message();
+  write_bytes(std::string(dir) + "/uki", *uki);
+  TempDir t;
+  ASSERT_TRUE(make_test_key(t.path(), "seed"));
+  auto key = SigningKey::load(t / "key.pem", t / "cert.pem");
+  write_bytes(std::string(dir) + "/signed-uki", *sign_image(*uki, *key));
+  UkiInputs addon;
+  addon.cmdline = "quiet";
+  write_bytes(std::string(dir) + "/addon",
+              *add_sections(stub, *uki_sections(*PeFile::parse(stub), addon)));
+  write_bytes(std::string(dir) + "/kernel", synthetic_kernel());
+}

@@ -56,7 +56,7 @@ std::vector<uint8_t> cat(std::initializer_list<std::vector<uint8_t>> parts) {
 }
 
 // SpcIndirectDataContent for a PE image with this SHA-256 (Authenticode).
-std::vector<uint8_t> spc_indirect_data(const Sha256& digest) {
+std::vector<uint8_t> spc_indirect_data(const Digest256& digest) {
   // OIDs as DER content bytes.
   static const uint8_t kPeImageDataOid[] = {0x2b, 0x06, 0x01, 0x04, 0x01, 0x82,
                                             0x37, 0x02, 0x01, 0x0f};  // 1.3.6.1.4.1.311.2.1.15
@@ -103,7 +103,7 @@ void store32(std::vector<uint8_t>& b, size_t off, uint32_t v) {
 
 }  // namespace
 
-Result<Sha256> authenticode_sha256(std::span<const uint8_t> image) {
+Result<Digest256> authenticode_sha256(std::span<const uint8_t> image) {
   CFS_TRY_ASSIGN(PeFile pe, PeFile::parse(image));
   auto dd = pe.data_directory_offset(kDirSecurity);
   if (!dd)
@@ -156,7 +156,7 @@ Result<Sha256> authenticode_sha256(std::span<const uint8_t> image) {
                     r.start + r.size);
     EVP_DigestUpdate(ctx.get(), buf.data() + r.start, r.size);
   }
-  Sha256 out;
+  Digest256 out;
   unsigned len = 0;
   EVP_DigestFinal_ex(ctx.get(), out.data(), &len);
   return out;
@@ -204,7 +204,8 @@ Result<SigningKey> SigningKey::load(const std::string& key_path, const std::stri
   return k;
 }
 
-Result<std::vector<uint8_t>> authenticode_signature(const Sha256& digest, const SigningKey& key) {
+Result<std::vector<uint8_t>> authenticode_signature(const Digest256& digest,
+                                                    const SigningKey& key) {
   std::vector<uint8_t> idc = spc_indirect_data(digest);
   std::unique_ptr<PKCS7, decltype(&PKCS7_free)> p7(PKCS7_new(), PKCS7_free);
   auto fail = [](const char* what) {
@@ -264,7 +265,7 @@ Result<std::vector<uint8_t>> authenticode_signature(const Sha256& digest, const 
 
 Result<std::vector<uint8_t>> sign_image(std::span<const uint8_t> image, const SigningKey& key) {
   CFS_TRY_ASSIGN(PeFile pe, PeFile::parse(image));
-  CFS_TRY_ASSIGN(Sha256 digest, authenticode_sha256(image));
+  CFS_TRY_ASSIGN(Digest256 digest, authenticode_sha256(image));
   CFS_TRY_ASSIGN(std::vector<uint8_t> sig, authenticode_signature(digest, key));
   auto dd = *pe.data_directory_offset(kDirSecurity);  // authenticode_sha256 checked it
   DataDirectory sec = pe.data_directory(kDirSecurity);
@@ -313,7 +314,7 @@ Result<size_t> verify_image(std::span<const uint8_t> image, std::string_view tru
   CFS_TRY_ASSIGN(PeFile pe, PeFile::parse(image));
   CFS_TRY_ASSIGN(auto certs, pe.certificates());
   if (certs.empty()) return make_error(Errc::NotFound, "the image is not signed");
-  CFS_TRY_ASSIGN(Sha256 digest, authenticode_sha256(image));
+  CFS_TRY_ASSIGN(Digest256 digest, authenticode_sha256(image));
 
   std::unique_ptr<BIO, decltype(&BIO_free)> cb(
       BIO_new_mem_buf(trusted_cert_pem.data(), int(trusted_cert_pem.size())), BIO_free);

@@ -19,14 +19,14 @@ typedef struct x509_st X509;
 
 namespace cfs::pe {
 
-using Sha256 = std::array<uint8_t, 32>;
+using Digest256 = std::array<uint8_t, 32>;
 
 // The Authenticode SHA-256 of a PE image as sbsign computes it: the headers
 // without CheckSum and DataDirectory[4], every section with raw data in
 // file order, the bytes after them (excluding the certificate table), the
 // whole padded with zeros to 8 bytes.  What `sbsign --hash-only` prints and
 // firmware compares with the signed digest.
-Result<Sha256> authenticode_sha256(std::span<const uint8_t> image);
+Result<Digest256> authenticode_sha256(std::span<const uint8_t> image);
 
 // A signing key and its certificate, loaded from PEM files (ukify's
 // --secureboot-private-key / --secureboot-certificate).
@@ -45,7 +45,7 @@ class SigningKey {
 // DER PKCS#7 SignedData over SpcIndirectDataContent{SpcPeImageData, SHA-256
 // `digest`}, signed attributes contentType and messageDigest, the signer's
 // certificate included.
-Result<std::vector<uint8_t>> authenticode_signature(const Sha256& digest, const SigningKey& key);
+Result<std::vector<uint8_t>> authenticode_signature(const Digest256& digest, const SigningKey& key);
 
 // `image` with one more signature: padded to 8 bytes, a WIN_CERTIFICATE
 // (revision 0x0200, PKCS_SIGNED_DATA, 8-byte aligned) appended after any

@@ -29,6 +29,13 @@ Result<std::string> boot_digest(const PeFile& pe);
 // The systemd-stub version from .sdmagic ("#### LoaderInfo: systemd-stub
 // 252.39-1~deb12u2 ####" gives 252), or nullopt when the stub has none.
 std::optional<unsigned> stub_version(const PeFile& pe);
+// The newest systemd-stub behaviour known here, assumed for stubs that do
+// not name their version.
+inline constexpr unsigned kNewestStubVersion = 258;
+inline unsigned stub_version_or_newest(const PeFile& pe) {
+  auto v = stub_version(pe);
+  return v ? *v : kNewestStubVersion;
+}
 
 // Where an addon may differ from a UKI (systemd-stub's rules): no .linux,
 // and at least one of .cmdline .dtb .dtbauto .initrd .ucode.
