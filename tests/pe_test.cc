@@ -737,3 +737,14 @@ TEST(PeSeeds, Write) {
               *add_sections(stub, *uki_sections(*PeFile::parse(stub), addon)));
   write_bytes(std::string(dir) + "/kernel", synthetic_kernel());
 }
+
+// Found by the pe_reader fuzzer: a stub with two sections of a name being
+// added is refused (which one readers see would be ambiguous).
+TEST(UkiBuilder, DuplicateStubSectionsAreRefused) {
+  SynthPe s;
+  s.sections = {{".osrel", 0x1000, pattern(10, 1)}, {".osrel", 0x2000, pattern(10, 2)}};
+  auto r = add_sections(make_pe(s), {{".osrel", Bytes{'I', 'D', '=', 'x'}}});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("more than one .osrel"), std::string::npos);
+  EXPECT_TRUE(add_sections(make_pe(s), {{".cmdline", Bytes{'x'}}}));
+}

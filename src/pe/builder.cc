@@ -116,6 +116,11 @@ Result<std::vector<uint8_t>> add_sections(std::span<const uint8_t> stub,
   };
 
   for (const auto& ns : sections) {
+    // Readers take the first section of a name: with two in the stub, which
+    // one the new data replaced would be ambiguous.
+    if (std::count_if(secs.begin(), secs.end(),
+                      [&](const Sec& s) { return s.from_stub && name_of(s.hdr) == ns.name; }) > 1)
+      return errorf(Errc::Corrupt, "the stub has more than one {} section", ns.name);
     auto it = std::find_if(secs.begin(), secs.end(),
                            [&](const Sec& s) { return name_of(s.hdr) == ns.name; });
     if (it != secs.end()) {
