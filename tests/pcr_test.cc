@@ -126,14 +126,19 @@ TEST(PcrSig, PoliciesAndSignaturesCheckWithOpenssl) {
     json j = json::parse(*text);
     ASSERT_EQ(j.size(), 4u);
     write_file(t / "pub.pem", key->public_pem());
+    // systemd's pkfp: SHA-256 of the PKCS#1 RSAPublicKey, or of the EC point
+    // (the last 65 bytes of a P-256 SubjectPublicKeyInfo).
     auto fp =
-        run("openssl pkey -pubin -in " + shell_quote(t / "pub.pem") + " -outform DER | sha256sum");
+        run(std::string(k) == "rsa.key" ? "openssl rsa -pubin -in " + shell_quote(t / "pub.pem") +
+                                              " -RSAPublicKey_out -outform DER | sha256sum"
+                                        : "openssl pkey -pubin -in " + shell_quote(t / "pub.pem") +
+                                              " -outform DER | tail -c 65 | sha256sum");
     for (const auto& v : values) {
       const auto& arr = j[std::string(bank_name(v.bank))];
       ASSERT_EQ(arr.size(), 1u);
       const auto& e = arr[0];
       EXPECT_EQ(e["pcrs"], json::array({11}));
-      EXPECT_EQ(e["pkfp"], fp.out.substr(0, 64));
+      EXPECT_EQ(e["pkfp"], fp.out.substr(0, 64)) << k << ": " << fp.err;
       EXPECT_EQ(e["pol"], to_hex(policy_pcr(Digest256{}, v.bank, {11}, v.value)));
       write_bytes(t / "pol", *from_hex(e["pol"].get<std::string>()));
       write_file(t / "sig.b64", e["sig"].get<std::string>() + "\n");
@@ -147,5 +152,78 @@ TEST(PcrSig, PoliciesAndSignaturesCheckWithOpenssl) {
     // Two groups with the same key and policy merge to one entry per bank.
     auto twice = pcrsig_json({{&*key, values}, {&*key, values}});
     EXPECT_EQ(json::parse(*twice)["sha256"].size(), 1u);
+  }
+}
+
+// systemd-measure sign (v252) needs a TPM for the PolicyPCR digest: a swtpm
+// started here (unix sockets in a temporary directory) serves it.  Its JSON
+// must equal ours: pol and pkfp for every bank, and, for sha256, the
+// signature byte for byte (RSA PKCS#1 v1.5 is deterministic).  For the
+// other banks v252 signs the bank's hash of pol, newer systemd SHA-256 (what
+// we do, and what TPM2_VerifySignature checks with a SHA-256 key name):
+// there we check that both signatures verify, each with its own hash.
+TEST(PcrSig, EqualsSystemdMeasureSignWithSwtpm) {
+  if (!have_file(kMeasure)) GTEST_SKIP() << kMeasure << " missing";
+  if (!have_command("swtpm")) GTEST_SKIP() << "swtpm missing (Debian package swtpm)";
+  if (run("ldconfig -p | grep -q libtss2-tcti-swtpm.so.0 && ldconfig -p | grep -q "
+          "libtss2-esys.so.0")
+          .status != 0)
+    GTEST_SKIP() << "libtss2-esys / libtss2-tcti-swtpm missing (systemd-measure sign needs them)";
+  TempDir t;
+  std::string sock = t / "tpm.sock";
+  ASSERT_EQ(run("mkdir " + shell_quote(t / "state") +
+                " && (swtpm socket --tpm2 --server type=unixio,path=" + sock +
+                " --ctrl type=unixio,path=" + sock + ".ctrl --tpmstate dir=" + t / "state" +
+                " --flags startup-clear,not-need-init >/dev/null 2>&1 & echo $! > " +
+                shell_quote(t / "pid") + ")")
+                .status,
+            0);
+  struct Kill {
+    std::string pidfile;
+    ~Kill() { run("kill $(cat " + shell_quote(pidfile) + ") 2>/dev/null"); }
+  } kill_swtpm{t / "pid"};
+  for (int i = 0; i < 50 && !have_file(sock); i++) usleep(100000);
+  ASSERT_TRUE(have_file(sock)) << "swtpm did not start";
+  ASSERT_EQ(run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " +
+                shell_quote(t / "k.pem") + " && openssl pkey -in " + shell_quote(t / "k.pem") +
+                " -pubout -out " + shell_quote(t / "p.pem"))
+                .status,
+            0);
+  Bytes linux = synthetic_kernel(), osrel{'I', 'D', '=', 'x', '\n'};
+  write_bytes(t / "linux", linux);
+  write_bytes(t / "osrel", osrel);
+  std::vector<MeasuredSection> secs{{".linux", linux}, {".osrel", osrel}};
+  auto key = PcrKey::load(t / "k.pem");
+  ASSERT_TRUE(key);
+  for (PcrBank bank : {PcrBank::Sha256, PcrBank::Sha1}) {
+    std::string phases;
+    for (const auto& p : kDefaultPhases) phases += " --phase=" + p;
+    auto r = run(std::string(kMeasure) + " sign --tpm2-device=swtpm:path=" + sock +
+                 " --linux=" + shell_quote(t / "linux") + " --osrel=" + shell_quote(t / "osrel") +
+                 " --private-key=" + shell_quote(t / "k.pem") + " --public-key=" +
+                 shell_quote(t / "p.pem") + " --bank=" + std::string(bank_name(bank)) + phases);
+    ASSERT_EQ(r.status, 0) << r.err;
+    json theirs = json::parse(r.out)[std::string(bank_name(bank))];
+    json ours = json::parse(*pcrsig_json(
+        {{&*key, predict_pcr11(secs, {bank}, kDefaultPhases)}}))[std::string(bank_name(bank))];
+    ASSERT_EQ(theirs.size(), kDefaultPhases.size());
+    ASSERT_EQ(ours.size(), theirs.size());
+    for (size_t i = 0; i < ours.size(); i++) {
+      EXPECT_EQ(ours[i]["pol"], theirs[i]["pol"]) << bank_name(bank) << " " << i;
+      EXPECT_EQ(ours[i]["pkfp"], theirs[i]["pkfp"]);
+      EXPECT_EQ(ours[i]["pcrs"], theirs[i]["pcrs"]);
+      if (bank == PcrBank::Sha256) {
+        EXPECT_EQ(ours[i]["sig"], theirs[i]["sig"]) << i;
+        continue;
+      }
+      write_bytes(t / "pol", *from_hex(ours[i]["pol"].get<std::string>()));
+      for (auto [who, md] : {std::pair{&ours, "-sha256"}, std::pair{&theirs, "-sha1"}}) {
+        write_file(t / "sig.b64", (*who)[i]["sig"].get<std::string>() + "\n");
+        auto v = run("base64 -d " + shell_quote(t / "sig.b64") + " > " + shell_quote(t / "sig") +
+                     " && openssl dgst " + md + " -verify " + shell_quote(t / "p.pem") +
+                     " -signature " + shell_quote(t / "sig") + " " + shell_quote(t / "pol"));
+        EXPECT_EQ(v.status, 0) << md << ": " << v.out << v.err;
+      }
+    }
   }
 }

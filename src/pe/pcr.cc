@@ -204,8 +204,10 @@ std::string PcrKey::public_pem() const {
 }
 
 Digest256 PcrKey::fingerprint() const {
+  // systemd's pubkey_fingerprint: SHA-256 of i2d_PublicKey, i.e. the PKCS#1
+  // RSAPublicKey for RSA, the encoded point for EC (not the SPKI).
   unsigned char* der = nullptr;
-  int n = i2d_PUBKEY(key_.get(), &der);
+  int n = i2d_PublicKey(key_.get(), &der);
   auto d = digest(EVP_sha256(), std::span<const uint8_t>(der, size_t(std::max(n, 0))));
   OPENSSL_free(der);
   Digest256 out;

@@ -75,7 +75,8 @@ class PcrKey {
   static Result<PcrKey> from_pem(std::string_view private_pem);
   // The public key as PEM (what .pcrpkey holds).
   std::string public_pem() const;
-  // SHA-256 of the DER SubjectPublicKeyInfo (systemd's "pkfp").
+  // systemd's "pkfp": SHA-256 of the key in PKCS#1 RSAPublicKey (RSA) or
+  // point (EC) encoding, as systemd-measure computes it.
   Digest256 fingerprint() const;
   EVP_PKEY* key() const { return key_.get(); }
 
