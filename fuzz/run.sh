@@ -35,6 +35,11 @@ mkdir -p "$corpus" "$artifacts" "$here/regressions/$target"
 # oci_layer's, kargs' and pe_reader's seeds are their committed corpora.
 if [ "$target" = image_reader ] || [ "$target" = dump_parser ]; then "$here/seeds.sh" "$target" "$seeds" "$bdir/bin/mkcomposefs"; fi
 if [ "$target" = dump_parser ]; then max_len=16384; else max_len=65536; fi
+# pe_reader: also Debian's stubs and systemd-boot (about 100 KiB each) as seeds.
+if [ "$target" = pe_reader ]; then
+  max_len=131072
+  cp /usr/lib/systemd/boot/efi/*.efi* "$seeds/" 2>/dev/null || true
+fi
 
 "$bdir/fuzz/${target}_fuzz" -max_total_time="$secs" -max_len="$max_len" -timeout="${FUZZ_TIMEOUT:-60}" \
   -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" \

@@ -612,8 +612,8 @@ TEST(Authenticode, SignaturesVerifyWithSbverify) {
       run("sbverify --cert " + shell_quote(other / "cert.pem") + " " + shell_quote(t / "twice.efi"))
           .status,
       0);
-  EXPECT_EQ(*verify_image(*twice, cert).or_else([](Error) -> Result<size_t> { return 0; }), 0u)
-      << "verify_image checks every signature against one certificate";
+  EXPECT_EQ(*verify_image(*twice, cert), 1u);  // one of the two is enough, as for firmware
+  EXPECT_EQ(*verify_image(*twice, read_file(other / "cert.pem")), 1u);
   // A tampered image fails both checks.
   Bytes bad = *sign_image(b.uki, *key);
   bad[PeFile::parse(bad)->find(".cmdline")->pointer_to_raw_data] ^= 1;

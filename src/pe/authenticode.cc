@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "base/fd.h"
 #include "pe/reader.h"
@@ -324,8 +325,7 @@ Result<size_t> verify_image(std::span<const uint8_t> image, std::string_view tru
     ERR_clear_error();
     return make_error(Errc::InvalidArgument, "the trusted certificate is not PEM X.509");
   }
-  size_t n = 0;
-  for (const auto& c : certs) {
+  auto check_one = [&](const Certificate& c) -> Status {
     std::string where = fmt::format("signature at 0x{:x}", c.offset);
     if (c.revision != kWinCertRevision2 || c.type != kWinCertTypePkcsSignedData)
       return errorf(Errc::Corrupt, "{}: revision 0x{:x} type {} is not a PKCS#7 Authenticode entry",
@@ -376,8 +376,19 @@ Result<size_t> verify_image(std::span<const uint8_t> image, std::string_view tru
       std::string why = openssl_error();
       return errorf(Errc::Permission, "{}: not signed by the trusted certificate: {}", where, why);
     }
-    n++;
+    return {};
+  };
+  // As firmware: the image is accepted when one signature verifies.
+  size_t n = 0;
+  std::optional<Error> first;
+  for (const auto& c : certs) {
+    auto st = check_one(c);
+    if (st)
+      n++;
+    else if (!first)
+      first = st.error();
   }
+  if (!n) return tl::unexpected(std::move(*first));
   return n;
 }
 

@@ -56,10 +56,11 @@ Result<std::vector<uint8_t>> sign_image(std::span<const uint8_t> image, const Si
 // table cut off, CheckSum updated).
 Result<std::vector<uint8_t>> strip_signatures(std::span<const uint8_t> image);
 
-// Checks every signature of `image`: its SpcIndirectDataContent digest must
-// equal the image's Authenticode hash, and the PKCS#7 must verify against
-// `trusted` (a PEM certificate; no time check, as sbverify and firmware).
-// Returns the number of signatures checked; an unsigned image is an error.
+// Checks the signatures of `image` as firmware does: one whose
+// SpcIndirectDataContent digest equals the image's Authenticode hash and
+// whose PKCS#7 verifies against `trusted` (a PEM certificate; no time check,
+// as sbverify and firmware) is enough.  Returns how many verify; none (or
+// an unsigned image) is an error saying why the first one failed.
 Result<size_t> verify_image(std::span<const uint8_t> image, std::string_view trusted_cert_pem);
 
 }  // namespace cfs::pe
