@@ -17,6 +17,7 @@
 
 #include "base/fd.h"
 #include "cfsctl_oci.h"
+#include "cfsctl_uki.h"
 #include "common.h"
 #include "dump/dump.h"
 #include "erofs/reader.h"
@@ -527,6 +528,7 @@ int main(int argc, char** argv) {
   c_fsck->add_flag("--json", fsck_json, "JSON output (exit status 0 unless the check fails)");
 
   auto oci = tools::oci_cli::add_commands(app);
+  auto uki = tools::uki_cli::add_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -557,6 +559,7 @@ int main(int argc, char** argv) {
   if (c_objects->parsed()) return cmd_image_objects(g, objects_name);
   if (c_dump->parsed()) return cmd_dump_files(g, dump_image, dump_paths, backing_only);
   if (c_fsck->parsed()) return cmd_fsck(g, fsck_json);
+  if (tools::uki_cli::parsed(uki.get())) return tools::uki_cli::run(uki.get());
   if (tools::oci_cli::parsed(oci.get()))
     return tools::oci_cli::run(oci.get(), [&] { return open_repo(g); });
   return tools::usage_error(kTool, "no command given");
