@@ -48,6 +48,9 @@ fuzz:
 	fuzz/run.sh image_reader $(FUZZ_SECONDS)
 	fuzz/run.sh dump_parser $(FUZZ_SECONDS)
 	fuzz/run.sh oci_layer $(FUZZ_SECONDS)
+	fuzz/run.sh selinux_policy $(FUZZ_SECONDS)
+	fuzz/run.sh kargs $(FUZZ_SECONDS)
+	fuzz/run.sh pe_reader $(FUZZ_SECONDS)
 
 bench: build
 	@echo "See bench/README.md: each script takes the reference binary's path."

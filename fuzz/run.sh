@@ -1,6 +1,7 @@
 #!/bin/bash
 # Runs one libFuzzer target for a while:  fuzz/run.sh TARGET SECONDS [libFuzzer args...]
-# TARGET: image_reader, dump_parser or oci_layer.  Builds build-fuzz/ with clang if needed
+# TARGET: image_reader, dump_parser, oci_layer, selinux_policy, kargs or pe_reader.
+# Builds build-fuzz/ with clang if needed
 # (CFS_FUZZ_BUILD overrides the directory).  The growing corpus is kept in
 # fuzz/corpus-run/TARGET, crashes land in fuzz/artifacts/TARGET/ (both ignored
 # by git); turn each crash into a fix and a file in fuzz/regressions/TARGET/.
@@ -10,13 +11,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 if [ $# -lt 2 ]; then
-  echo "usage: $0 image_reader|dump_parser|oci_layer SECONDS [libFuzzer args...]" >&2
+  echo "usage: $0 image_reader|dump_parser|oci_layer|selinux_policy|kargs|pe_reader SECONDS [libFuzzer args...]" >&2
   exit 2
 fi
 target=$1 secs=$2
 shift 2
 case $target in
-  image_reader | dump_parser | oci_layer) ;;
+  image_reader | dump_parser | oci_layer | selinux_policy | kargs | pe_reader) ;;
   *) echo "unknown target '$target'" >&2; exit 2 ;;
 esac
 bdir=${CFS_FUZZ_BUILD:-$root/build-fuzz}
@@ -32,9 +33,19 @@ seeds=$(mktemp -d)
 trap 'rm -rf -- "$seeds"' EXIT
 mkdir -p "$corpus" "$artifacts" "$here/regressions/$target"
 
-# oci_layer's seeds are its committed corpus (hand-made tar archives).
-if [ "$target" != oci_layer ]; then "$here/seeds.sh" "$target" "$seeds" "$bdir/bin/mkcomposefs"; fi
-if [ "$target" = dump_parser ]; then max_len=16384; else max_len=65536; fi
+# Only image_reader and dump_parser get generated seeds; the others' seeds are
+# their committed corpora.
+if [ "$target" = image_reader ] || [ "$target" = dump_parser ]; then "$here/seeds.sh" "$target" "$seeds" "$bdir/bin/mkcomposefs"; fi
+case $target in
+  dump_parser) max_len=16384 ;;
+  selinux_policy) max_len=8192 ;;  # the target ignores longer inputs
+  # pe_reader: also Debian's stubs and systemd-boot (about 100 KiB each) as seeds.
+  pe_reader)
+    max_len=131072
+    cp /usr/lib/systemd/boot/efi/*.efi* "$seeds/" 2>/dev/null || true
+    ;;
+  *) max_len=65536 ;;
+esac
 
 "$bdir/fuzz/${target}_fuzz" -max_total_time="$secs" -max_len="$max_len" -timeout="${FUZZ_TIMEOUT:-60}" \
   -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" \

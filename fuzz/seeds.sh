@@ -2,7 +2,8 @@
 # Writes seed inputs for a fuzz target into OUTDIR:
 #   fuzz/seeds.sh image_reader|dump_parser OUTDIR [MKCOMPOSEFS]
 # image_reader: the images of the reference vectors (the small ones, built by
-# MKCOMPOSEFS, default build/bin/mkcomposefs) and erofs-utils images of a
+# MKCOMPOSEFS, default build/bin/mkcomposefs), in format 2 too where it can
+# hold them, composefs-rs's two trees in format 2, and erofs-utils images of a
 # small tree given a composefs header (other inode and directory layouts).
 # dump_parser: the reference vectors' dump files.
 set -euo pipefail
@@ -20,6 +21,12 @@ fi
 for d in "$vectors"/*.dump; do
   case $(basename "$d") in should-fail-*) continue ;; esac
   "$mkcomposefs" --from-file "$d" "$out/$(basename "$d" .dump).cfs"
+done
+# Format 2 (composefs-rs's layout): the vectors it can hold, composefs-rs's trees.
+for d in "$vectors"/*.dump "$root"/tests/data/composefs-rs/*.dump; do
+  case $(basename "$d") in should-fail-*) continue ;; esac
+  f=$out/$(basename "$d" .dump)-v2.cfs
+  "$mkcomposefs" --min-version=2 --from-file "$d" "$f" 2>/dev/null || rm -f "$f"
 done
 if command -v mkfs.erofs >/dev/null; then
   src=$(mktemp -d)

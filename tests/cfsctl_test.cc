@@ -629,6 +629,160 @@ TEST(Cfsctl, GcKeepsExactlyWhatRefsReach) {
   EXPECT_NE(f.out.find("missing objects: 1"), std::string::npos) << f.out;
 }
 
+// The fs-verity digest of a file as the fsverity tool (fsverity-utils)
+// measures it.
+std::string tool_digest(const std::string& path, const std::string& alg) {
+  auto r = run("fsverity digest --hash-alg=" + alg + " " + shell_quote(path));
+  EXPECT_EQ(r.status, 0) << r.err;
+  return r.out.substr(alg.size() + 1, r.out.find(' ') - alg.size() - 1);
+}
+
+std::set<std::string> image_entries(const std::string& repo) {
+  std::set<std::string> out;
+  for (auto& e : fs::directory_iterator(repo + "/images"))
+    if (e.is_symlink()) out.insert(e.path().filename());
+  return out;
+}
+
+// Repositories writing several formats, as bootc creates them (format 1,
+// and format 2 next to it): every commit writes one image per format, only
+// the default's is named; the global --erofs-version narrows a run to one
+// format; images of either format are checked, listed and collected alike.
+// Both algorithms.
+class Formats : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Formats, DualRepositoriesCommitAnImagePerFormat) {
+  if (!have_command("fsverity")) GTEST_SKIP() << "no fsverity tool (fsverity-utils)";
+  const std::string alg = GetParam();
+  TempDir tmp;
+  std::string root = tmp / "tree";
+  make_bulk_tree(root, 12, 3);
+  std::string repo = tmp / "repo";
+  auto i = cfs(repo, "init --insecure --algorithm fsverity-" + alg +
+                         "-12 --erofs-version 1 --extra-erofs-version 2");
+  ASSERT_EQ(i.status, 0) << i.err;
+  std::string meta = read_file(repo + "/meta.json");
+  EXPECT_NE(meta.find("\"read-only-compatible\": [\n      \"v1_erofs\"\n    ]"), std::string::npos)
+      << meta;
+  EXPECT_NE(
+      meta.find("\"erofs_formats\": {\n    \"default\": 1,\n    \"extra\": [\n      2\n    ]"),
+      std::string::npos)
+      << meta;
+  // The same again is fine, another format set is not.
+  EXPECT_EQ(cfs(repo, "init --insecure --algorithm fsverity-" + alg +
+                          "-12 --erofs-version 1 --extra-erofs-version 2")
+                .status,
+            0);
+  auto other = cfs(repo, "init --insecure --algorithm fsverity-" + alg + "-12");
+  EXPECT_NE(other.status, 0);
+  EXPECT_NE(other.err.find("erofs_version: 1+2"), std::string::npos) << other.err;
+
+  auto v1 = cfs(repo, "--erofs-version 1 compute-id " + shell_quote(root));
+  auto v2 = cfs(repo, "--erofs-version 2 compute-id " + shell_quote(root));
+  ASSERT_EQ(v1.status, 0) << v1.err;
+  ASSERT_EQ(v2.status, 0) << v2.err;
+  std::string h1 = trim(v1.out), h2 = trim(v2.out);
+  ASSERT_NE(h1, h2);
+  EXPECT_EQ(h1.size(), alg == "sha256" ? 64u : 128u);
+  auto c = cfs(repo, "create-image " + shell_quote(root) + " app");
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(trim(c.out), alg + ":" + h1);  // the default's
+  EXPECT_EQ(image_entries(repo), (std::set<std::string>{h1, h2}));
+  EXPECT_EQ(fs::read_symlink(repo + "/images/refs/app").string(), "../" + h1);
+  for (const std::string& h : {h1, h2}) {
+    std::string obj = repo + "/objects/" + h.substr(0, 2) + "/" + h.substr(2);
+    EXPECT_EQ(tool_digest(obj, alg), h);
+    std::string hdr = read_file(obj).substr(12, 1);
+    EXPECT_EQ(hdr[0], h == h1 ? 1 : 2) << "composefs_version";
+    if (have_command("fsck.erofs")) {
+      EXPECT_EQ(run("fsck.erofs " + shell_quote(obj)).status, 0);
+    }
+  }
+  // Both name the same objects.
+  auto o1 = cfs(repo, "image-objects " + h1);
+  auto o2 = cfs(repo, "image-objects " + h2);
+  ASSERT_EQ(o2.status, 0) << o2.err;
+  EXPECT_EQ(o1.out, o2.out);
+  EXPECT_NE(o2.out.find(alg + ":"), std::string::npos);
+  auto f = cfs(repo, "fsck");
+  EXPECT_EQ(f.status, 0) << f.out;
+  EXPECT_NE(f.out.find("images: 2/2 ok"), std::string::npos) << f.out;
+  // dump-files reads the format 2 image.
+  auto df = cfs(repo, "dump-files " + h2 + " /etc/hostname");
+  EXPECT_EQ(df.out.substr(0, 20), "/etc/hostname 5 1006") << df.err;
+
+  // gc keeps what refs reach, in any format: the unnamed format 2 image
+  // only as an extra root (composefs-rs names only the default's image).
+  auto kept = cfs(repo, "gc -r " + h2);
+  ASSERT_EQ(kept.status, 0) << kept.err;
+  EXPECT_EQ(image_entries(repo), (std::set<std::string>{h1, h2}));
+  auto g = cfs(repo, "gc");
+  ASSERT_EQ(g.status, 0) << g.err;
+  EXPECT_EQ(image_entries(repo), (std::set<std::string>{h1}));
+
+  // --erofs-version narrows this run to one format, which gets the name.
+  auto only2 = cfs(repo, "--erofs-version 2 create-image " + shell_quote(root) + " v2");
+  ASSERT_EQ(only2.status, 0) << only2.err;
+  EXPECT_EQ(trim(only2.out), alg + ":" + h2);
+  EXPECT_EQ(fs::read_symlink(repo + "/images/refs/v2").string(), "../" + h2);
+  EXPECT_EQ(image_entries(repo), (std::set<std::string>{h1, h2}));
+  EXPECT_EQ(read_file(repo + "/meta.json"), meta) << "the override is not stored";
+  EXPECT_EQ(cfs(repo, "fsck").status, 0);
+}
+
+TEST_P(Formats, InitOptionsAndOlderRepositories) {
+  const std::string alg = GetParam();
+  TempDir tmp;
+  std::string root = tmp / "tree";
+  make_bulk_tree(root, 5, 4);
+  auto id = [&](const std::string& v) {
+    return trim(run(cfsctl() + " --no-repo --hash " + alg + " --erofs-version " + v +
+                    " compute-id " + shell_quote(root))
+                    .out);
+  };
+  // init --erofs-version 2, and the global option as its fallback.
+  for (const char* how : {"init --erofs-version 2", "--erofs-version 2 init"}) {
+    std::string repo = tmp / ("r" + std::to_string(std::string(how).size()));
+    std::string cmd = std::string(how);
+    cmd.insert(cmd.find("init") + 4, " --insecure --algorithm fsverity-" + alg + "-12");
+    auto i = run(cfsctl() + " --repo " + shell_quote(repo) + " " + cmd);
+    ASSERT_EQ(i.status, 0) << i.err;
+    std::string meta = read_file(repo + "/meta.json");
+    EXPECT_NE(meta.find("\"read-only-compatible\": [],"), std::string::npos) << meta;
+    EXPECT_NE(meta.find("\"erofs_formats\": {\n    \"default\": 2\n  }"), std::string::npos)
+        << meta;
+    auto c = cfs(repo, "create-image " + shell_quote(root) + " x");
+    ASSERT_EQ(c.status, 0) << c.err;
+    EXPECT_EQ(trim(c.out), alg + ":" + id("2"));
+  }
+  // Format 0 (mkcomposefs's default), with its extra format 1.
+  std::string r0 = tmp / "r0";
+  ASSERT_EQ(cfs(r0, "init --insecure --algorithm fsverity-" + alg +
+                        "-12 --erofs-version 0 --extra-erofs-version 1")
+                .status,
+            0);
+  auto c0 = cfs(r0, "create-image " + shell_quote(root) + " x");
+  EXPECT_EQ(trim(c0.out), alg + ":" + id("0"));
+  EXPECT_EQ(image_entries(r0), (std::set<std::string>{id("0"), id("1")}));
+  EXPECT_NE(cfs(r0, "init --erofs-version 3").status, 0);
+
+  // A repository from before erofs_formats: format 2, unless v1_erofs says 1.
+  std::string old = tmp / "old";
+  ASSERT_EQ(cfs(old, "init --insecure --algorithm fsverity-" + alg + "-12").status, 0);
+  std::string meta = read_file(old + "/meta.json");
+  std::string legacy = meta.substr(0, meta.find(",\n  \"erofs_formats\"")) + "\n}\n";
+  ::chmod((old + "/meta.json").c_str(), 0644);
+  write_file(old + "/meta.json", legacy);
+  EXPECT_EQ(trim(cfs(old, "create-image " + shell_quote(root)).out), alg + ":" + id("1"));
+  std::string no_flag = legacy;
+  const std::string flag = "[\n      \"v1_erofs\"\n    ]";
+  no_flag.replace(no_flag.find(flag), flag.size(), "[]");
+  write_file(old + "/meta.json", no_flag);
+  EXPECT_EQ(trim(cfs(old, "create-image " + shell_quote(root)).out), alg + ":" + id("2"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, Formats, ::testing::Values("sha256", "sha512"));
+
 TEST(Cfsctl, MountsByDigestAndRef) {
   if (!is_root()) GTEST_SKIP() << "needs root to mount";
   TempDir tmp;

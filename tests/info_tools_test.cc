@@ -227,13 +227,54 @@ TEST(ComposefsDump, BadInput) {
 
   // A format version this writer does not know is refused, not rewritten
   // as another version; no output appears.
-  Bytes v2 = test::vector_image("special.dump");
-  v2[12] = 2;
-  std::string img = write_image(dir, "v2.cfs", v2);
+  Bytes v3 = test::vector_image("special.dump");
+  v3[12] = 3;
+  std::string img = write_image(dir, "v3.cfs", v3);
   auto r = test::run(dumper() + " " + img + " " + (dir / "out"));
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.err.find("composefs format version 2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("composefs format version 3"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+}
+
+// Format 2 (composefs-rs's layout) images: composefs-dump writes them back
+// byte for byte, their dump gives them again through mkcomposefs
+// --min-version=2, and they name the objects the format 1 image names.
+TEST(Format2, ToolsReadAndRewriteThem) {
+  test::TempDir dir;
+  std::string dump = test::read_file(test::data_dir() + "/composefs-rs/simple.dump") +
+                     "/d 0 40755 2 7 8 0 5.0 - - - user.x=1 trusted.overlay.y=2\n"
+                     "/d/gone 0 20000 1 0 0 0 5.0 - - -\n"
+                     "/d/link 0 @100000 0 0 0 0 0.0 /regular-external - -\n";
+  test::write_file(dir / "tree.dump", dump);
+  auto mk = [&](const std::string& version, const std::string& out) {
+    auto r = test::run(test::tool("mkcomposefs") + " --min-version=" + version + " --from-file " +
+                       shell_quote(dir / "tree.dump") + " " + shell_quote(out));
+    ASSERT_EQ(r.status, 0) << r.err;
+  };
+  mk("2", dir / "v2.cfs");
+  mk("1", dir / "v1.cfs");
+  auto d = test::run(dumper() + " " + shell_quote(dir / "v2.cfs") + " " +
+                     shell_quote(dir / "again.cfs"));
+  ASSERT_EQ(d.status, 0) << d.err;
+  EXPECT_TRUE(test::read_file(dir / "again.cfs") == test::read_file(dir / "v2.cfs"));
+  auto piped = test::run(info() + " dump " + shell_quote(dir / "v2.cfs") + " | " +
+                         test::tool("mkcomposefs") + " --min-version=2 --from-file - " +
+                         shell_quote(dir / "piped.cfs"));
+  ASSERT_EQ(piped.status, 0) << piped.err;
+  EXPECT_TRUE(test::read_file(dir / "piped.cfs") == test::read_file(dir / "v2.cfs"));
+  auto o2 = test::run(info() + " objects " + shell_quote(dir / "v2.cfs"));
+  auto o1 = test::run(info() + " objects " + shell_quote(dir / "v1.cfs"));
+  ASSERT_EQ(o2.status, 0) << o2.err;
+  EXPECT_EQ(o2.out, o1.out);
+  std::string hex;
+  for (int i = 0; i < 32; i++) hex += "5a";
+  EXPECT_EQ(o2.out, hex.substr(0, 2) + "/" + hex.substr(2) + "\n");
+  // The whiteout is a character device 0/0 of the tree in format 2.
+  auto ls = test::run(info() + " dump " + shell_quote(dir / "v2.cfs"));
+  EXPECT_NE(ls.out.find("/d/gone 0 20000 1 0 0 0 5.0 - - -\n"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find(" 40755 2 7 8 0 5.0 - - - trusted.overlay.y=2 user.x=1\n"),
+            std::string::npos)
+      << ls.out;
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ TEST(MkcomposefsCli, UsageErrors) {
       {"--bogus x y", "bogus"},
       {"--threads=0 /tmp x", "invalid threads count"},
       {"--threads=abc /tmp x", "invalid threads count"},
-      {"--min-version=2 --from-file x y", "unsupported format version"},
+      {"--min-version=3 --from-file x y", "unsupported format version (at most 2)"},
       {"--max-version=x --from-file x y", "invalid max version"},
   };
   for (auto& c : cases) {

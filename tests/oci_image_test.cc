@@ -14,10 +14,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
 
+#include "fsverity/fsverity.h"
 #include "oci/pull.h"
 #include "oci/repo_store.h"
 #include "oci/splitstream.h"
@@ -752,7 +755,7 @@ TEST_F(OciImages, PullingAgainKeepsRefsOtherToolsAdded) {
   {
     auto repo = repository::Repository::open(repo_->path() + "/r");
     ASSERT_TRUE(repo) << repo.error().message();
-    oci::RepoStore store(*repo, 1);
+    oci::RepoStore store(*repo);
     auto img = oci::open_image(store, "x");
     ASSERT_TRUE(img) << img.error().message();
     ASSERT_TRUE(img->image);
@@ -789,7 +792,7 @@ TEST_F(OciImages, PullingAgainKeepsRefsOtherToolsAdded) {
   must(cfsctl("gc"));
   auto repo = repository::Repository::open(repo_->path() + "/r");
   ASSERT_TRUE(repo) << repo.error().message();
-  oci::RepoStore store(*repo, 1);
+  oci::RepoStore store(*repo);
   auto img = oci::open_image(store, "x");
   ASSERT_TRUE(img) << img.error().message();
   auto cs = store.stream(oci::config_stream_id(img->config_digest));
@@ -804,10 +807,25 @@ TEST_F(OciImages, PullingAgainKeepsRefsOtherToolsAdded) {
   must(cfsctl("oci fsck"));
 }
 
-TEST_F(OciImages, RepositoriesFromBeforeFormatOneAreReadable) {
+// The kernel's view of a mounted image equals umoci's unpacking, file by
+// file (but /run, which the transformation empties).
+void expect_mount_is_umocis(const std::string& mount_cmd, const std::string& mnt,
+                            const std::string& dir) {
+  ::mkdir(mnt.c_str(), 0755);
+  auto m = run(mount_cmd + " " + q(mnt));
+  ASSERT_EQ(m.status, 0) << m.err;
+  auto diff = run("diff -r --no-dereference " + q(mnt) + " " + q(dir + "/ref/rootfs") +
+                  " | grep -v -e '^Only in " + dir +
+                  "/ref/rootfs/run: ' -e ' is a fifo while' "
+                  "-e ' is a character special file while'");
+  run("umount " + q(mnt));
+  EXPECT_EQ(diff.out, "");
+}
+
+TEST_F(OciImages, RepositoriesFromBeforeFormatOneAreFormat2) {
   // composefs-rs repositories made before format-1 images existed have no
-  // erofs_formats and no v1_erofs flag: their images are format 2, which we
-  // do not write, but everything that only reads must still work.
+  // erofs_formats and no v1_erofs flag: their images are format 2, linked
+  // as composefs.image.  Everything reads them, and pulls write format 2.
   auto p = must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
   std::string digest = p.out.substr(p.out.find("sha256:"), 71);
   std::string meta = repo_->path() + "/r/meta.json";
@@ -820,13 +838,133 @@ TEST_F(OciImages, RepositoriesFromBeforeFormatOneAreReadable) {
   must(cfsctl("oci fsck"));
   must(cfsctl("oci dump x"));
   EXPECT_EQ(must(cfsctl("cat refs/oci/x") + " | sha256sum").out.substr(0, 64), digest.substr(7));
-  auto pull = run(cfsctl("oci pull " + q("oci:" + dir() + "/img:two") + " two"));
-  EXPECT_NE(pull.status, 0);
-  EXPECT_NE(pull.err.find("format 2"), std::string::npos) << pull.err;
-  // Our format-1 image is not the format-2 one such a repository links.
+  // The format 1 image pulled before is not the format 2 one this
+  // repository's images are.
   auto mount = run(cfsctl("oci mount x " + q(repo_->path())));
   EXPECT_NE(mount.status, 0);
   EXPECT_NE(mount.err.find("no composefs image"), std::string::npos) << mount.err;
+  std::string v2 = trim(must(q(world->cfsctl) + " --no-repo --hash sha256 --erofs-version 2 " +
+                             "compute-id " + q(dir() + "/ref/rootfs"))
+                            .out);
+  must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+  EXPECT_EQ(trim(must(cfsctl("oci compute-id x")).out), v2);
+  auto inspect = must(cfsctl("oci inspect x")).out;
+  EXPECT_NE(inspect.find("\"composefs_erofs\": \"" + v2 + "\""), std::string::npos) << inspect;
+  EXPECT_TRUE(std::filesystem::exists(repo_->path() + "/r/images/" + v2));
+  must(cfsctl("gc"));
+  EXPECT_TRUE(std::filesystem::exists(repo_->path() + "/r/images/" + v2));
+  must(cfsctl("oci fsck"));
+  expect_mount_is_umocis(cfsctl("oci mount x"), repo_->path() + "/mnt", dir());
+}
+
+// Repositories writing formats 1 and 2, as bootc creates them: a pull
+// commits an image per format and links each from the config stream under
+// composefs-rs's names; compute-id and mount take the default unless
+// --erofs-version says otherwise; gc keeps both, fsck checks both.  Both
+// algorithms.  The expected ids are those of umoci's unpacking.
+TEST_F(OciImages, DualFormatRepositoriesLinkAnImagePerFormat) {
+  for (std::string alg : {"sha256", "sha512"}) {
+    SCOPED_TRACE(alg);
+    std::string r = repo_->path() + "/dual-" + alg;
+    auto c = [&](const std::string& args) {
+      return q(world->cfsctl) + " --repo " + q(r) + " " + args;
+    };
+    must(c("init --insecure --algorithm fsverity-" + alg +
+           "-12 --erofs-version 1 --extra-erofs-version 2"));
+    auto ref = [&](const std::string& v) {
+      return trim(must(q(world->cfsctl) + " --no-repo --hash " + alg + " --erofs-version " + v +
+                       " compute-id " + q(dir() + "/ref/rootfs"))
+                      .out);
+    };
+    std::string id1 = ref("1"), id2 = ref("2");
+    must(c("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+    EXPECT_EQ(trim(must(c("oci compute-id x")).out), id1);
+    EXPECT_EQ(trim(must(c("--erofs-version 2 oci compute-id x")).out), id2);
+    {
+      auto repo = repository::Repository::open(r);
+      ASSERT_TRUE(repo) << repo.error().message();
+      oci::RepoStore store(*repo);
+      auto img = oci::open_image(store, "x");
+      ASSERT_TRUE(img) << img.error().message();
+      std::map<std::string, std::string> refs;
+      for (auto& [k, d] : img->image_refs) refs[k] = d.hex();
+      EXPECT_EQ(refs, (std::map<std::string, std::string>{{"composefs.image", id2},
+                                                          {"composefs.image.v1", id1}}));
+      ASSERT_TRUE(img->image);
+      EXPECT_EQ(img->image->hex(), id1);
+    }
+    must(c("gc"));
+    for (auto& id : {id1, id2}) EXPECT_TRUE(std::filesystem::exists(r + "/images/" + id)) << id;
+    must(c("oci fsck"));
+    must(c("fsck"));
+    expect_mount_is_umocis(c("--erofs-version 2 oci mount x"), r + "-mnt", dir());
+    // A missing image of either format is found.
+    std::string obj = r + "/objects/" + id2.substr(0, 2) + "/" + id2.substr(2);
+    std::string saved = read_file(obj);
+    ASSERT_EQ(::unlink(obj.c_str()), 0);
+    auto bad = run(c("oci fsck"));
+    EXPECT_NE(bad.status, 0);
+    EXPECT_NE(bad.out.find("composefs image " + id2 + " (composefs.image) missing"),
+              std::string::npos)
+        << bad.out;
+    // Pulling again repairs it.
+    must(c("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+    must(c("oci fsck"));
+  }
+}
+
+// The refs the bootable-image work sets (composefs.image.boot[.v1][.xattrs=
+// <mode>]) through set_config_refs: the config keeps its digest, the tag
+// follows, the layers and image refs stay, and a pull over it keeps them,
+// so gc keeps what they name.
+TEST_F(OciImages, BootImageRefsAreSetAndKeptAcrossPulls) {
+  must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+  // A stand-in boot image: composefs-rs's empty tree, imported, unnamed.
+  std::string boot_img = repo_->path() + "/boot.cfs";
+  must(q(tool("mkcomposefs")) + " --min-version=1 --max-version=1 --from-file " +
+       q(data_dir() + "/composefs-rs/empty.dump") + " " + q(boot_img));
+  std::string boot = trim(must(cfsctl("import-image boot < " + q(boot_img))).out).substr(7);
+  ASSERT_EQ(::unlink((repo_->path() + "/r/images/refs/boot").c_str()), 0);
+  const std::string k1 = oci::boot_image_ref_key(1);
+  const std::string k2 = oci::boot_image_ref_key(2, "keep-user-xattrs");
+  std::string config_digest, image;
+  {
+    auto repo = repository::Repository::open(repo_->path() + "/r");
+    ASSERT_TRUE(repo) << repo.error().message();
+    oci::RepoStore store(*repo);
+    auto img = oci::open_image(store, "x");
+    ASSERT_TRUE(img && img->image);
+    config_digest = img->config_digest;
+    image = img->image->hex();
+    auto d = fsverity::Digest::from_hex(boot);
+    ASSERT_TRUE(d);
+    auto refused = oci::set_config_refs(store, *img, {{"other", *d}});
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message().find("not a composefs image ref"), std::string::npos);
+    auto set = oci::set_config_refs(store, *img, {{k1, *d}, {k2, *d}});
+    ASSERT_TRUE(set) << set.error().message();
+    EXPECT_EQ(set->config_digest, config_digest);
+    EXPECT_NE(set->config_verity, img->config_verity);
+    auto again = oci::open_image(store, "x");  // by tag
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->image_refs.size(), 3u);
+    EXPECT_EQ(again->image_refs.at(k1).hex(), boot);
+    EXPECT_EQ(again->image_refs.at(k2).hex(), boot);
+    EXPECT_EQ(again->image->hex(), image);
+    EXPECT_EQ(again->layers, img->layers);
+  }
+  must(cfsctl("oci pull " + q("oci:" + dir() + "/img:t") + " x"));
+  must(cfsctl("gc"));
+  auto repo = repository::Repository::open(repo_->path() + "/r");
+  ASSERT_TRUE(repo) << repo.error().message();
+  oci::RepoStore store(*repo);
+  auto img = oci::open_image(store, "x");
+  ASSERT_TRUE(img) << img.error().message();
+  EXPECT_EQ(img->image_refs.at(k1).hex(), boot);
+  EXPECT_EQ(img->image_refs.at(k2).hex(), boot);
+  EXPECT_TRUE(std::filesystem::exists(repo_->path() + "/r/images/" + boot));
+  EXPECT_EQ(trim(must(cfsctl("oci compute-id x")).out), world->reference_id);
+  must(cfsctl("oci fsck"));
 }
 
 TEST_F(OciImages, WrongDigestsAbortWithBothAndNoTag) {

@@ -11,6 +11,7 @@
 #include "oci/import.h"
 #include "oci/layers.h"
 #include "oci/manifest.h"
+#include "oci/pull.h"
 #include "oci/registry.h"
 #include "oci/repo_store.h"
 #include "oci/tar.h"
@@ -554,7 +555,7 @@ class SplitStreamTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().message();
     repo_ = std::make_unique<repository::Repository>(std::move(*r));
     ASSERT_TRUE(repo_->ensure_writable());
-    store_ = std::make_unique<RepoStore>(*repo_, 1);
+    store_ = std::make_unique<RepoStore>(*repo_);
   }
   test::TempDir dir_;
   std::unique_ptr<repository::Repository> repo_;
@@ -850,6 +851,22 @@ TEST(Registry, References) {
   EXPECT_EQ(r->digest, "sha256:" + std::string(64, 'c'));
   EXPECT_FALSE(parse_registry_ref("host.io/UPPER:t"));
   EXPECT_FALSE(parse_registry_ref("host.io/x@md5:abc"));
+}
+
+TEST(ConfigRefs, ComposefsRsNames) {
+  // composefs-rs 0.9's IMAGE_REF_KEY, IMAGE_REF_KEY_V1 and
+  // boot_image_ref_key(): by epoch (formats 0 and 1 share one), the default
+  // xattr mode without a suffix, another as ".xattrs=<mode>".
+  EXPECT_EQ(image_ref_key(2), "composefs.image");
+  EXPECT_EQ(image_ref_key(1), "composefs.image.v1");
+  EXPECT_EQ(image_ref_key(0), "composefs.image.v1");
+  EXPECT_EQ(boot_image_ref_key(2), "composefs.image.boot");
+  EXPECT_EQ(boot_image_ref_key(1), "composefs.image.boot.v1");
+  EXPECT_EQ(boot_image_ref_key(0, "allowlist-only"), "composefs.image.boot.v1");
+  EXPECT_EQ(boot_image_ref_key(1, "keep-user-xattrs"),
+            "composefs.image.boot.v1.xattrs=keep-user-xattrs");
+  EXPECT_EQ(boot_image_ref_key(2, "keep-user-xattrs"),
+            "composefs.image.boot.xattrs=keep-user-xattrs");
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "dump/dump.h"
 #include "erofs/writer.h"
 #include "fsverity/fsverity.h"
+#include "repository/images.h"
 #include "repository/metadata.h"
 #include "repository/names.h"
 #include "test_util.h"
@@ -88,6 +89,38 @@ TEST(Metadata, ReadsComposefsRsShapes) {
   auto no_features = Metadata::parse(R"({"version":1,"algorithm":"fsverity-sha256-12"})");
   ASSERT_TRUE(no_features);
   EXPECT_TRUE(no_features->features.compatible.empty());
+}
+
+TEST(Metadata, FormatConfigAsComposefsRs) {
+  // versions(): the default first, then the extra ones ascending, without
+  // a repeat of the default (composefs-rs's FormatConfig::versions).
+  EXPECT_EQ((FormatConfig{1, {}}).versions(), std::vector<uint32_t>{1});
+  EXPECT_EQ((FormatConfig{1, {2}}).versions(), (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ((FormatConfig{2, {0, 1, 2}}).versions(), (std::vector<uint32_t>{2, 0, 1}));
+  EXPECT_EQ((FormatConfig{1, {2}}).to_string(), "1+2");
+  // v1_erofs is written exactly when the default is 1.
+  auto has_flag = [](const Metadata& m) {
+    auto& ro = m.features.read_only_compatible;
+    return std::find(ro.begin(), ro.end(), kFeatureV1Erofs) != ro.end();
+  };
+  EXPECT_TRUE(has_flag(Metadata::create(HashAlg::Sha512, {1, {2}})));
+  EXPECT_FALSE(has_flag(Metadata::create(HashAlg::Sha512, {2, {1}})));
+  EXPECT_FALSE(has_flag(Metadata::create(HashAlg::Sha512, {0, {1}})));
+  // An explicit {"default": 2} is the field's serde default: composefs-rs
+  // cannot tell it from an absent field, so v1_erofs decides there too.
+  auto explicit2 = Metadata::parse(
+      R"({"version":1,"algorithm":"fsverity-sha256-12","features":{"read-only-compatible":["v1_erofs"]},"erofs_formats":{"default":2}})");
+  ASSERT_TRUE(explicit2);
+  EXPECT_EQ(explicit2->format_config(), (FormatConfig{1, {}}));
+  auto dual = Metadata::parse(
+      R"({"version":1,"algorithm":"fsverity-sha256-12","erofs_formats":{"default":2,"extra":[1,1]}})");
+  ASSERT_TRUE(dual);
+  EXPECT_EQ(dual->format_config(), (FormatConfig{2, {1}}));
+  // A default of 1 without the flag (another writer's omission) is 1.
+  auto no_flag = Metadata::parse(
+      R"({"version":1,"algorithm":"fsverity-sha256-12","erofs_formats":{"default":1}})");
+  ASSERT_TRUE(no_flag);
+  EXPECT_EQ(no_flag->format_config(), (FormatConfig{1, {}}));
 }
 
 TEST(Metadata, FeatureTiers) {
@@ -445,6 +478,83 @@ TEST(Repository, InitIsIdempotentAndRefusesChanges) {
     EXPECT_FALSE(std::filesystem::exists(tmp / "secure/meta.json"));
   }
 }
+
+// composefs-rs's "simple" tree (tests/data/composefs-rs): committed in a
+// dual repository, one image per format under the digests composefs-rs pins
+// for them; the image bytes are the same in a sha512 repository, named by
+// their sha512 digest (measured here with the fsverity tool).
+class CommitImages : public ::testing::TestWithParam<HashAlg> {};
+
+TEST_P(CommitImages, OnePerFormatOnlyTheDefaultNamed) {
+  if (!test::have_command("fsverity")) GTEST_SKIP() << "no fsverity tool (fsverity-utils)";
+  const HashAlg alg = GetParam();
+  const std::string v1_sha256 = "ad6db6427568a1e4fdc772cbab7b6063f5eb4b33cb62982a740ba9213e5962b5";
+  const std::string v2_sha256 = "a8fcd41f8b313bede69f462f2af0a38d64b99a6333f5df884ea9ab4037fac722";
+  test::TempDir tmp;
+  InitOptions o;
+  o.alg = alg;
+  o.insecure = true;
+  o.formats = {1, {2}};
+  ASSERT_TRUE(init(tmp / "repo", o));
+  auto tree = dump::parse(test::read_file(test::data_dir() + "/composefs-rs/simple.dump"));
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto repo = Repository::open(tmp / "repo");
+  ASSERT_TRUE(repo) << repo.error().message();
+  ASSERT_TRUE(repo->ensure_writable());
+  EXPECT_EQ(repo->format_config(), (FormatConfig{1, {2}}));
+  auto images = commit_images(*repo, *tree, std::string("simple"));
+  ASSERT_TRUE(images) << images.error().message();
+  ASSERT_EQ(images->size(), 2u);
+  EXPECT_EQ((*images)[0].version, 1u);
+  EXPECT_EQ((*images)[1].version, 2u);
+  std::string alg_name = alg == HashAlg::Sha256 ? "sha256" : "sha512";
+  for (auto& [version, id] : *images) {
+    std::string obj = tmp / ("repo/" + repo->object_path(id));
+    auto measure = [&](const std::string& a) {
+      auto r = test::run("fsverity digest --hash-alg=" + a + " " + test::shell_quote(obj));
+      EXPECT_EQ(r.status, 0) << r.err;
+      return r.out.substr(a.size() + 1, r.out.find(' ') - a.size() - 1);
+    };
+    EXPECT_EQ(measure("sha256"), version == 1 ? v1_sha256 : v2_sha256);
+    EXPECT_EQ(measure(alg_name), id.hex());
+    EXPECT_TRUE(std::filesystem::is_symlink(tmp / ("repo/images/" + id.hex())));
+  }
+  EXPECT_EQ(std::filesystem::read_symlink(tmp / "repo/images/refs/simple").string(),
+            "../" + (*images)[0].id.hex());
+  // The images' objects (one external file), read from either format.
+  for (auto& [version, id] : *images) {
+    auto img = repo->open_image(id.hex());
+    ASSERT_TRUE(img) << img.error().message();
+    auto objs = image_object_digests(img->fd.get());
+    ASSERT_TRUE(objs) << objs.error().message();
+    ASSERT_EQ(objs->size(), 1u);
+    std::string want;
+    for (int i = 0; i < 32; i++) want += "5a";
+    EXPECT_EQ((*objs)[0].hex(), want);
+  }
+  // Narrowed to one format for this process: only it is written, and named.
+  repo->set_erofs_version(2);
+  EXPECT_EQ(repo->format_config(), (FormatConfig{2, {}}));
+  auto only = commit_images(*repo, *tree, std::string("v2"));
+  ASSERT_TRUE(only);
+  ASSERT_EQ(only->size(), 1u);
+  EXPECT_EQ((*only)[0].id, (*images)[1].id);
+  EXPECT_EQ(std::filesystem::read_symlink(tmp / "repo/images/refs/v2").string(),
+            "../" + (*images)[1].id.hex());
+  // A format the tree does not fit in fails the commit, naming the format.
+  auto big = dump::parse("/ 0 40755 2 0 0 0 0.0 - - -\n/l 2000 120777 1 0 0 0 0.0 " +
+                         std::string(2000, 't') + " - -\n");
+  ASSERT_TRUE(big);
+  auto refused = commit_images(*repo, *big, std::nullopt);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("EROFS format 2"), std::string::npos)
+      << refused.error().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, CommitImages,
+                         ::testing::Values(HashAlg::Sha256, HashAlg::Sha512), [](const auto& p) {
+                           return p.param == HashAlg::Sha256 ? "sha256" : "sha512";
+                         });
 
 class Store : public ::testing::Test {
  protected:

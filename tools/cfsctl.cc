@@ -17,12 +17,15 @@
 
 #include "base/fd.h"
 #include "cfsctl_oci.h"
+#include "cfsctl_uki.h"
 #include "common.h"
 #include "dump/dump.h"
 #include "erofs/reader.h"
+#include "erofs/writer.h"
 #include "fsverity/fsverity.h"
 #include "mount/mount.h"
 #include "repository/container_root.h"
+#include "repository/images.h"
 #include "repository/metadata.h"
 #include "repository/names.h"
 #include "repository/repository.h"
@@ -90,6 +93,9 @@ Result<Repository> open_repo(const Global& g) {
   o.force_named_tmpfile = named && *named;
   CFS_TRY_ASSIGN(Repository r, Repository::open(path, o));
   if (g.require_verity) CFS_TRY(r.require_verity());
+  // As composefs-rs: for this invocation only, images in just this format.
+  CFS_TRY_ASSIGN(auto v, cli_erofs_version(g.erofs_version));
+  if (v) r.set_erofs_version(*v);
   return r;
 }
 
@@ -136,15 +142,22 @@ int finish_output() {
 // ---------------------------------------------------------------- commands
 
 int cmd_init(const Global& g, const std::string& algorithm, std::string path, bool insecure,
-             bool reset, const std::string& erofs_version) {
+             bool reset, const std::string& erofs_version,
+             const std::vector<std::string>& extra_versions) {
   InitOptions o;
   auto alg = parse_algorithm(algorithm);
   if (!alg) return tools::fail(kTool, alg.error());
   o.alg = *alg;
   o.insecure = insecure || g.insecure;
+  // init's own --erofs-version, else the global one, else 1 (composefs-rs).
   auto v = cli_erofs_version(erofs_version.empty() ? g.erofs_version : erofs_version);
   if (!v) return tools::fail(kTool, v.error());
   if (*v) o.formats = {**v, {}};
+  for (const auto& e : extra_versions) {
+    auto x = cli_erofs_version(e);
+    if (!x) return tools::fail(kTool, x.error());
+    if (**x != o.formats.default_version) o.formats.extra.insert(**x);
+  }
   if (path.empty()) {
     auto p = repo_path(g);
     if (!p) return tools::fail(kTool, p.error());
@@ -166,21 +179,6 @@ int cmd_init(const Global& g, const std::string& algorithm, std::string path, bo
   return finish_output();
 }
 
-// The image format create-image writes in this repository.
-Result<uint32_t> image_format(const Global& g, const Repository& repo) {
-  CFS_TRY_ASSIGN(auto v, cli_erofs_version(g.erofs_version));
-  FormatConfig fc = v ? FormatConfig{*v, {}} : repo.metadata().format_config();
-  if (fc.default_version == 2)
-    return make_error(Errc::Unsupported,
-                      "this repository's images are in EROFS format 2 (composefs-rs's own "
-                      "layout), which is not supported yet");
-  if (fc.extra.count(2))
-    return make_error(Errc::Unsupported,
-                      "this repository also wants EROFS format 2 images (composefs-rs's own "
-                      "layout), which is not supported yet");
-  return fc.default_version;
-}
-
 int cmd_create_image(const Global& g, const FsOpts& f, const std::optional<std::string>& name) {
   if (g.no_repo)
     return tools::fail(kTool,
@@ -191,8 +189,6 @@ int cmd_create_image(const Global& g, const FsOpts& f, const std::optional<std::
     if (auto st = validate_ref_name(*name); !st) return tools::fail(kTool, st.error());
   auto repo = open_repo(g);
   if (!repo) return tools::fail(kTool, repo.error());
-  auto format = image_format(g, *repo);
-  if (!format) return tools::fail(kTool, format.error());
   if (auto st = repo->ensure_writable(); !st) return tools::fail(kTool, st.error());
   RootOptions ro;
   ro.alg = repo->alg();
@@ -200,11 +196,11 @@ int cmd_create_image(const Global& g, const FsOpts& f, const std::optional<std::
   ro.repo = &*repo;
   auto tree = read_container_root(f.path, ro);
   if (!tree) return tools::fail(kTool, tree.error());
-  auto image = build_image(*tree, *format);
-  if (!image) return tools::fail(kTool, image.error());
-  auto id = repo->write_image(*image, name);
-  if (!id) return tools::fail(kTool, id.error());
-  print(fmt::format("{}:{}\n", hash_name(id->alg()), id->hex()));
+  // One image per configured format; the default's is named and printed.
+  auto images = commit_images(*repo, *tree, name);
+  if (!images) return tools::fail(kTool, images.error());
+  const auto& id = images->front().id;
+  print(fmt::format("{}:{}\n", hash_name(id.alg()), id.hex()));
   return finish_output();
 }
 
@@ -222,7 +218,7 @@ int cmd_compute_id(const Global& g, const FsOpts& f, bool dumpfile) {
   // As composefs-rs: format 1 unless --erofs-version says otherwise.
   auto v = cli_erofs_version(g.erofs_version);
   if (!v) return tools::fail(kTool, v.error());
-  auto image = build_image(*tree, v->value_or(1));
+  auto image = erofs::build_image(*tree, v->value_or(1));
   if (!image) return tools::fail(kTool, image.error());
   fsverity::Params p;
   p.alg = ro.alg;
@@ -441,7 +437,8 @@ static int tool_main(int argc, char** argv) {
   o_user->excludes(o_system);
   app.add_option("--hash", g.hash, "Digest type: sha256 or sha512 (default: from meta.json)")
       ->check(CLI::IsMember({"sha256", "sha512"}));
-  app.add_option("--erofs-version", g.erofs_version, "EROFS format of new images: 0 or 1")
+  app.add_option("--erofs-version", g.erofs_version,
+                 "EROFS format of the images written now, overriding the repository's: 0, 1 or 2")
       ->check(CLI::IsMember({"0", "1", "2"}));
   app.add_flag("--insecure", g.insecure)->group("");  // deprecated, hidden
   app.add_flag("--require-verity", g.require_verity,
@@ -458,7 +455,16 @@ static int tool_main(int argc, char** argv) {
   c_init->add_flag("--insecure", init_insecure, "Don't require fs-verity (e.g. on tmpfs)");
   c_init->add_flag("--reset-metadata", reset,
                    "Remove streams/, images/ and meta.json first, keeping objects/");
-  c_init->add_option("--erofs-version", init_erofs, "EROFS format of images: 0 or 1 (default 1)")
+  c_init
+      ->add_option("--erofs-version", init_erofs,
+                   "EROFS format of the repository's images: 0, 1 or 2 (default: the global "
+                   "--erofs-version, else 1)")
+      ->check(CLI::IsMember({"0", "1", "2"}));
+  std::vector<std::string> init_extra;
+  c_init
+      ->add_option("--extra-erofs-version", init_extra,
+                   "Also write every image in this format (repeatable; e.g. 2 next to 1, as "
+                   "bootc's repositories); the default format's image gets the name")
       ->check(CLI::IsMember({"0", "1", "2"}));
 
   auto* c_tx =
@@ -527,6 +533,7 @@ static int tool_main(int argc, char** argv) {
   c_fsck->add_flag("--json", fsck_json, "JSON output (exit status 0 unless the check fails)");
 
   auto oci = tools::oci_cli::add_commands(app);
+  auto uki = tools::uki_cli::add_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -541,7 +548,8 @@ static int tool_main(int argc, char** argv) {
     return tools::fail(kTool,
                        Error(Errc::InvalidArgument,
                              "--no-repo is only supported for compute-id and create-dumpfile"));
-  if (c_init->parsed()) return cmd_init(g, algorithm, init_path, init_insecure, reset, init_erofs);
+  if (c_init->parsed())
+    return cmd_init(g, algorithm, init_path, init_insecure, reset, init_erofs, init_extra);
   if (c_tx->parsed()) return cmd_transaction(g);
   if (c_cat->parsed()) return cmd_cat(g, cat_name);
   if (c_gc->parsed()) return cmd_gc(g, gc_roots, gc_dry);
@@ -556,10 +564,9 @@ static int tool_main(int argc, char** argv) {
   if (c_objects->parsed()) return cmd_image_objects(g, objects_name);
   if (c_dump->parsed()) return cmd_dump_files(g, dump_image, dump_paths, backing_only);
   if (c_fsck->parsed()) return cmd_fsck(g, fsck_json);
+  if (tools::uki_cli::parsed(uki.get())) return tools::uki_cli::run(uki.get());
   if (tools::oci_cli::parsed(oci.get()))
-    return tools::oci_cli::run(
-        oci.get(), [&] { return open_repo(g); },
-        [&](const Repository& r) { return image_format(g, r); });
+    return tools::oci_cli::run(oci.get(), [&] { return open_repo(g); });
   return tools::usage_error(kTool, "no command given");
 }
 

@@ -10,10 +10,10 @@
 
 #include "common.h"
 #include "dump/dump.h"
+#include "erofs/writer.h"
 #include "mount/mount.h"
 #include "oci/pull.h"
 #include "oci/repo_store.h"
-#include "repository/container_root.h"
 #include "repository/metadata.h"
 #include "repository/names.h"
 
@@ -155,7 +155,7 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
 bool parsed(const Options* o) { return o && o->oci->parsed(); }
 
 int cat(repository::Repository& repo, const std::string& name) {
-  oci::RepoStore store(repo, 1);
+  oci::RepoStore store(repo);
   // "refs/X" names a stream through a tag link (streams/refs/X -> ../../ID).
   std::string sid = name;
   if (name.starts_with("refs/")) {
@@ -179,18 +179,10 @@ int cat(repository::Repository& repo, const std::string& name) {
   return 0;
 }
 
-int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
+int run(Options* o, const OpenRepo& open_repo) {
   auto repo = open_repo();
   if (!repo) return fail(kTool, repo.error());
-  // Only pull and compute-id write images, so only they need a format this
-  // tool can write; the rest read any repository composefs-rs made.
-  uint32_t fmt_version = repo->metadata().format_config().default_version;
-  if (o->pull->parsed() || o->compute->parsed()) {
-    auto v = format(*repo);
-    if (!v) return fail(kTool, v.error());
-    fmt_version = *v;
-  }
-  oci::RepoStore store(*repo, fmt_version);
+  oci::RepoStore store(*repo);
 
   if (o->pull->parsed()) {
     if (auto st = repo->ensure_writable(); !st) return fail(kTool, st.error());
@@ -308,7 +300,8 @@ int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format) {
       print_dump(*tree);
       return done();
     }
-    auto image = repository::build_image(*tree, fmt_version);
+    // The repository's default format (the global --erofs-version overrides it).
+    auto image = erofs::build_image(*tree, repo->format_config().default_version);
     if (!image) return fail(kTool, image.error());
     fsverity::Params p;
     p.alg = repo->alg();

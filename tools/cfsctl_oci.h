@@ -20,8 +20,7 @@ std::shared_ptr<Options> add_commands(CLI::App& app);
 bool parsed(const Options* o);
 
 using OpenRepo = std::function<Result<repository::Repository>()>;
-using ImageFormat = std::function<Result<uint32_t>(const repository::Repository&)>;
-int run(Options* o, const OpenRepo& open_repo, const ImageFormat& format);
+int run(Options* o, const OpenRepo& open_repo);
 
 // cfsctl cat NAME: the reassembled split stream streams/NAME on stdout.
 int cat(repository::Repository& repo, const std::string& name);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // mkcomposefs: build a composefs image from a directory or a dump file.
 // Option-compatible with the C reference; the same input and options give
-// the same image bytes.
+// the same image bytes.  --min-version=2 (our extension; the reference stops
+// at 1) writes composefs-rs's format 2 instead.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -171,7 +172,8 @@ static int tool_main(int argc, char** argv) {
   app.add_flag("--hardlinks", a.hardlinks,
                "Keep hardlinked files as one inode (changes the image digest; "
                "the C reference stores each link as its own inode)");
-  app.add_option("--min-version", a.min_version, "Minimal format version (default 0)");
+  app.add_option("--min-version", a.min_version,
+                 "Minimal format version (default 0; 2: composefs-rs's own layout)");
   app.add_option("--max-version", a.max_version, "Maximal format version (default 1)");
   app.add_option(
       "--threads", a.threads,

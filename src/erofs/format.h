@@ -8,6 +8,9 @@
 //   1  adds "opaque=x" markers on directories holding escaped whiteouts, so
 //      that overlayfs >= 6.8 treats them as xwhiteouts; everything else is
 //      byte-identical to version 0.
+//   2  composefs-rs's own layout (its FormatVersion::V2): extended inodes in
+//      depth-first order, no root stubs, whiteouts stored as they are,
+//      shared xattr ids counted from byte 0, whole-second mtimes.
 #pragma once
 
 #include <cstddef>
@@ -21,7 +24,7 @@ namespace cfs::erofs {
 inline constexpr uint32_t kComposefsMagic = 0xd078629a;
 inline constexpr uint32_t kComposefsHeaderVersion = 1;  // LCFS_EROFS_VERSION
 inline constexpr uint32_t kComposefsFlagHasAcl = 1;
-inline constexpr uint32_t kMaxFormatVersion = 1;
+inline constexpr uint32_t kMaxFormatVersion = 2;
 
 inline constexpr uint32_t kSuperMagic = 0xE0F5E1E2;
 inline constexpr uint64_t kSuperOffset = 1024;

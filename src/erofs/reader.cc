@@ -705,7 +705,7 @@ Status Image::for_each_dirent(const InodeInfo& dir,
 Result<bool> Image::load_node(uint64_t nid, Node& out) const {
   ImageReader r(*this);
   CFS_TRY_ASSIGN(InodeInfo in, r.inode(nid));
-  if (is_whiteout(in)) return false;
+  if (is_whiteout(in) && composefs_version_ < 2) return false;
   uint64_t bytes = 0;
   CFS_TRY(r.fill_node(in, out, &bytes));
   return true;
@@ -836,13 +836,15 @@ Result<Tree> Image::to_tree(const ReadOptions& opts) const {
               .context(fmt::format("'{}' (entry at offset {})", printable(child_path(path, e.name)),
                                    e.offset)));
     if (is_whiteout(*in)) {
-      // Whiteouts and the writer's 00..ff stubs are not part of the tree.
-      // A hardlinked one is refused, as the current C reference does
-      // (composefs commit 19cd25b).
+      // A hardlinked whiteout is refused, as the current C reference does
+      // (composefs commit 19cd25b) and composefs-rs does for every format.
       if (in->nlink > 1)
         return corrupt(in->offset, "'{}': whiteout inode {} has {} links",
                        printable(child_path(path, e.name)), e.nid, in->nlink);
-      continue;
+      // Formats 0 and 1 store whiteouts escaped; a chr 0/0 there is one of
+      // the writer's 00..ff stubs, not part of the tree.  Format 2 stores
+      // whiteouts as they are.
+      if (composefs_version_ < 2) continue;
     }
     Node* n = tree.new_node();
     auto st = r.fill_node(*in, *n, &bytes);

@@ -122,7 +122,9 @@ class Image {
 
   // The tree, as the C reference's reader builds it:
   //  - "." and "..", character devices 0/0 (overlay whiteouts, including the
-  //    "00".."ff" stubs the writer adds to the root) are skipped;
+  //    "00".."ff" stubs the writer adds to the root) are skipped; in format 2
+  //    images (composefs-rs's, which has no stubs and does not escape
+  //    whiteouts) a character device 0/0 is a whiteout of the tree and kept;
   //  - the first visit of an inode in depth-first order is its primary entry,
   //    later ones are hardlinks (Node::link_to; the link copies the mode);
   //  - trusted.overlay.overlay.X becomes trusted.overlay.X, other
@@ -157,7 +159,7 @@ class Image {
   // Fills `out` with the inode's metadata translated as to_tree() does,
   // without children; `out.name` and tree links are left alone.  Returns
   // false (and leaves `out` unspecified) for an inode to_tree() skips (a
-  // character device 0/0).
+  // character device 0/0 in formats 0 and 1).
   Result<bool> load_node(uint64_t nid, Node& out) const;
 
   // --- raw access (debugging, fsck) -------------------------------------

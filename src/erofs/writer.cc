@@ -16,16 +16,21 @@
 #include <memory_resource>
 #include <unordered_map>
 
+#include "erofs/encode.h"
 #include "erofs/format.h"
 
 namespace cfs::erofs {
 
 namespace {
 
-constexpr std::string_view kOverlayPrefix = "trusted.overlay.";
-constexpr std::string_view kOverlayEscapedPrefix = "trusted.overlay.overlay.";
-constexpr std::string_view kXattrMetacopy = "trusted.overlay.metacopy";
-constexpr std::string_view kXattrRedirect = "trusted.overlay.redirect";
+using detail::ChunkInfo;
+using detail::chunking;
+using detail::kOverlayEscapedPrefix;
+using detail::kOverlayPrefix;
+using detail::kXattrMetacopy;
+using detail::kXattrRedirect;
+using detail::Out;
+using detail::XattrTable;
 constexpr std::string_view kXattrOpaque = "trusted.overlay.opaque";
 constexpr std::string_view kXattrEscWhiteout = "trusted.overlay.overlay.whiteout";
 constexpr std::string_view kXattrEscWhiteouts = "trusted.overlay.overlay.whiteouts";
@@ -73,148 +78,15 @@ struct WNode {
   bool external() const { return type() == S_IFREG && size > 0 && !content; }
 };
 
-struct ChunkInfo {
-  uint32_t bits;
-  uint64_t count;
-};
-
-ChunkInfo chunking(uint64_t size) {
-  uint32_t bits = size > 1 ? 64 - static_cast<uint32_t>(__builtin_clzll(size - 1)) : 0;
-  bits = std::max<uint32_t>(bits, kBlockBits);
-  bits = std::min<uint32_t>(bits, kChunkFormatBlkbitsMask + kBlockBits);
-  uint64_t chunk = uint64_t{1} << bits;
-  return {bits, size / chunk + (size % chunk != 0)};
-}
-
-struct Prefix {
-  std::string_view prefix;
-  uint8_t index;
-};
-// The C writer's prefix table; "lustre." is deliberately absent.
-constexpr Prefix kPrefixes[] = {{"user.", kXattrIndexUser},
-                                {"system.posix_acl_access", kXattrIndexPosixAclAccess},
-                                {"system.posix_acl_default", kXattrIndexPosixAclDefault},
-                                {"trusted.", kXattrIndexTrusted},
-                                {"security.", kXattrIndexSecurity}};
-
 uint8_t xattr_index(std::string_view key, std::string_view* suffix) {
-  for (auto& p : kPrefixes) {
-    if (key.substr(0, p.prefix.size()) == p.prefix) {
-      *suffix = key.substr(p.prefix.size());
-      return p.index;
-    }
-  }
-  *suffix = key;
-  return 0;
+  return detail::xattr_index(key, /*with_lustre=*/false, suffix);  // C's table
 }
 
 size_t xattr_entry_size(const WXattr& x) {
   std::string_view suffix;
   xattr_index(x.key, &suffix);
-  return round_up(sizeof(XattrEntry) + suffix.size() + x.value.size(), 4);
+  return detail::xattr_entry_size(suffix, x.value.size());
 }
-
-// Counts (key, value) pairs without a heap node per entry: an open-addressing
-// table of indexes into a flat entry vector (images have ~2 xattrs per file).
-class XattrTable {
- public:
-  struct Entry {
-    std::string_view key, value;
-    uint64_t hash;
-    uint32_t count = 0;
-    int64_t offset = -1;  // in the shared table, when shared
-  };
-  explicit XattrTable(size_t expected) {
-    size_t cap = 16;
-    while (cap < expected * 2) cap *= 2;
-    slots_.assign(cap, kEmpty);
-    entries_.reserve(expected);
-  }
-  uint32_t add(std::string_view key, std::string_view value) {
-    uint64_t h = std::hash<std::string_view>()(key) * 0x9E3779B97F4A7C15ULL ^
-                 std::hash<std::string_view>()(value);
-    size_t mask = slots_.size() - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
-      uint32_t e = slots_[i];
-      if (e == kEmpty) {
-        e = static_cast<uint32_t>(entries_.size());
-        entries_.push_back({key, value, h});
-        slots_[i] = e;
-        entries_[e].count = 1;
-        if (entries_.size() * 2 > slots_.size()) grow();
-        return e;
-      }
-      Entry& x = entries_[e];
-      if (x.hash == h && x.key == key && x.value == value) {
-        x.count++;
-        return e;
-      }
-    }
-  }
-  std::vector<Entry>& entries() { return entries_; }
-
- private:
-  static constexpr uint32_t kEmpty = UINT32_MAX;
-  void grow() {
-    std::vector<uint32_t> old(slots_.size() * 2, kEmpty);
-    old.swap(slots_);
-    size_t mask = slots_.size() - 1;
-    for (uint32_t e = 0; e < entries_.size(); e++) {
-      size_t i = entries_[e].hash & mask;
-      while (slots_[i] != kEmpty) i = (i + 1) & mask;
-      slots_[i] = e;
-    }
-  }
-  std::vector<uint32_t> slots_;
-  std::vector<Entry> entries_;
-};
-
-// Buffered output with the running position.
-class Out {
- public:
-  explicit Out(const Sink& sink) : sink_(sink) { buf_.reserve(kCap); }
-  void write(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    pos_ += n;
-    while (n) {
-      size_t take = std::min(n, kCap - buf_.size());
-      buf_.insert(buf_.end(), b, b + take);
-      b += take;
-      n -= take;
-      if (buf_.size() == kCap) flush();
-    }
-  }
-  template <class T>
-  void put(const T& v) {
-    write(&v, sizeof v);
-  }
-  void pad(uint64_t n) {
-    static const uint8_t zeros[4096] = {};
-    while (n) {
-      size_t take = static_cast<size_t>(std::min<uint64_t>(n, sizeof zeros));
-      write(zeros, take);
-      n -= take;
-    }
-  }
-  void align(uint64_t a) { pad(round_up(pos_, a) - pos_); }
-  uint64_t pos() const { return pos_; }
-  Status finish() {
-    flush();
-    if (!status_) return status_;
-    return {};
-  }
-
- private:
-  static constexpr size_t kCap = 1 << 20;
-  void flush() {
-    if (status_ && !buf_.empty()) status_ = sink_(buf_);
-    buf_.clear();
-  }
-  const Sink& sink_;
-  std::vector<uint8_t> buf_;
-  uint64_t pos_ = 0;
-  Status status_;
-};
 
 class Writer {
  public:
@@ -236,7 +108,6 @@ class Writer {
   void write_inode(Out& out, WNode& n);
   void write_xattr_entry(Out& out, const WXattr& x);
   void write_dirents(Out& out, const WNode& n, bool blocks, bool tail);
-  void write_dirent_chunk(Out& out, const WNode& n, size_t first, size_t count, uint64_t align);
   // Strings the writer creates live in the arena as long as the writer.
   std::string_view own(std::string_view s) {
     char* p = static_cast<char*>(arena_.allocate(s.size() ? s.size() : 1, 1));
@@ -265,9 +136,7 @@ class Writer {
 };
 
 Status Writer::resolve_version() {
-  if (opts_.min_version > kMaxFormatVersion || opts_.max_version > kMaxFormatVersion)
-    return errorf(Errc::InvalidArgument, "unsupported format version (at most {})",
-                  kMaxFormatVersion);
+  // write_image sends format 2 elsewhere and caps max_version at 1.
   version_ = opts_.min_version;
   uint32_t max = std::max(opts_.max_version, opts_.min_version);
   if (version_ >= 1 || max < 1) return {};
@@ -318,14 +187,9 @@ Status Writer::add_overlay_xattrs(uint32_t idx) {
   }
   if (n.external()) {
     std::string meta;
-    if (n.src->digest) {
-      auto d = n.src->digest->bytes();
-      meta.push_back(0);  // version
-      meta.push_back(static_cast<char>(kMetacopyHeaderSize + d.size()));
-      meta.push_back(0);  // flags
-      meta.push_back(static_cast<char>(n.src->digest->alg()));
-      meta.append(reinterpret_cast<const char*>(d.data()), d.size());
-    }
+    if (n.src->digest)
+      meta = detail::metacopy_value(n.src->digest->bytes(),
+                                    static_cast<uint8_t>(n.src->digest->alg()));
     CFS_TRY(set_xattr(n, kXattrMetacopy, own(meta)));
     if (n.src->payload && !n.src->payload->empty())
       CFS_TRY(set_xattr(n, kXattrRedirect, own("/" + *n.src->payload)));
@@ -564,20 +428,10 @@ void Writer::compute_size(WNode& n) {
   n.tail = 0;
   switch (n.type()) {
     case S_IFDIR: {
-      uint64_t used = 0;
-      for (auto& d : n.dirents) {
-        size_t len = sizeof(Dirent) + d.name.size();
-        if (used + len > kBlockSize) {
-          n.n_blocks++;
-          used = 0;
-        }
-        used += len;
-      }
-      if (used > kBlockSize / 2) {  // never inline more than half a block
-        n.n_blocks++;
-        used = 0;
-      }
-      n.tail = static_cast<uint32_t>(used);
+      auto split = detail::split_dirents(n.dirents.size(),
+                                         [&](size_t i) { return n.dirents[i].name.size(); });
+      n.n_blocks = split.n_blocks;
+      n.tail = split.tail;
       break;
     }
     case S_IFLNK: n.tail = static_cast<uint32_t>(n.symlink->size()); break;
@@ -667,60 +521,23 @@ Status Writer::layout() {
 
 void Writer::write_xattr_entry(Out& out, const WXattr& x) {
   std::string_view suffix;
-  XattrEntry e{};
-  e.e_name_index = xattr_index(x.key, &suffix);
-  e.e_name_len = static_cast<uint8_t>(suffix.size());
-  e.e_value_size = static_cast<uint16_t>(x.value.size());
-  out.put(e);
-  out.write(suffix.data(), suffix.size());
-  out.write(x.value.data(), x.value.size());
-  out.align(4);
-}
-
-void Writer::write_dirent_chunk(Out& out, const WNode& n, size_t first, size_t count,
-                                uint64_t align) {
-  uint16_t nameoff = static_cast<uint16_t>(count * sizeof(Dirent));
-  for (size_t i = first; i < first + count; i++) {
-    const WNode& t = nodes_[n.dirents[i].target];
-    Dirent d{};
-    d.nid = t.nid;
-    d.nameoff = nameoff;
-    switch (t.type()) {
-      case S_IFREG: d.file_type = kFtRegFile; break;
-      case S_IFDIR: d.file_type = kFtDir; break;
-      case S_IFCHR: d.file_type = kFtChrdev; break;
-      case S_IFBLK: d.file_type = kFtBlkdev; break;
-      case S_IFIFO: d.file_type = kFtFifo; break;
-      case S_IFSOCK: d.file_type = kFtSock; break;
-      case S_IFLNK: d.file_type = kFtSymlink; break;
-      default: d.file_type = kFtUnknown; break;
-    }
-    nameoff = static_cast<uint16_t>(nameoff + n.dirents[i].name.size());
-    out.put(d);
-  }
-  for (size_t i = first; i < first + count; i++)
-    out.write(n.dirents[i].name.data(), n.dirents[i].name.size());
-  out.align(align);
+  uint8_t index = xattr_index(x.key, &suffix);
+  detail::write_xattr_entry(out, index, suffix, x.value);
 }
 
 void Writer::write_dirents(Out& out, const WNode& n, bool blocks, bool tail) {
-  size_t used = 0, written = 0, first = 0;
-  for (size_t i = 0; i < n.dirents.size(); i++) {
-    size_t len = sizeof(Dirent) + n.dirents[i].name.size();
-    if (used + len > kBlockSize) {
-      if (blocks) write_dirent_chunk(out, n, first, i - first, kBlockSize);
-      written++;
-      used = 0;
-      first = i;
-    }
-    used += len;
-  }
-  if (written < n.n_blocks) {  // the last chunk went to a block
-    if (blocks) write_dirent_chunk(out, n, first, n.dirents.size() - first, kBlockSize);
-    used = 0;
-    first = n.dirents.size();
-  }
-  if (tail && used > 0) write_dirent_chunk(out, n, first, n.dirents.size() - first, 1);
+  auto name_len = [&](size_t i) { return n.dirents[i].name.size(); };
+  detail::DirSplit split{n.n_blocks, n.tail};
+  detail::for_each_dir_chunk(
+      n.dirents.size(), name_len, split, [&](size_t first, size_t count, bool is_tail) {
+        if (is_tail ? !tail : !blocks) return;
+        auto entry = [&](size_t i) {
+          const WDirent& d = n.dirents[first + i];
+          const WNode& t = nodes_[d.target];
+          return detail::DirentInfo{d.name, t.nid, detail::dirent_file_type(t.mode)};
+        };
+        detail::write_dirent_chunk(out, count, entry, is_tail ? 1 : kBlockSize);
+      });
 }
 
 void Writer::write_inode(Out& out, WNode& n) {
@@ -756,7 +573,7 @@ void Writer::write_inode(Out& out, WNode& n) {
     if (layout == kLayoutChunkBased) i_u = (i_u & 0xFFFF0000u) | (chunk_format & 0xFFFF);
   }
   uint16_t format = static_cast<uint16_t>(layout << 1 | (n.compact ? 0 : 1));
-  uint16_t icount = n.xattr_size ? static_cast<uint16_t>((n.xattr_size - 12) / 4 + 1) : 0;
+  uint16_t icount = detail::xattr_icount(n.xattr_size);
   if (n.compact) {
     InodeCompact i{};
     i.i_format = format;
@@ -790,13 +607,10 @@ void Writer::write_inode(Out& out, WNode& n) {
     for (auto& x : n.xattrs) {
       std::string_view suffix;
       uint8_t index = xattr_index(x.key, &suffix);
-      filter |= 1u << (xxh32(suffix.data(), suffix.size(), kXattrFilterSeed + index) & 31);
+      filter |= detail::xattr_filter_bit(index, suffix);
       if (x.shared_offset >= 0) n_shared++;
     }
-    XattrIbodyHeader h{};
-    h.h_name_filter = kXattrFilterDefault & ~filter;
-    h.h_shared_count = static_cast<uint8_t>(n_shared);
-    out.put(h);
+    detail::write_xattr_header(out, filter, static_cast<uint8_t>(n_shared));
     for (auto& x : n.xattrs) {
       if (x.shared_offset < 0) continue;
       // Shared ids count 4-byte units from the start of xattr_blkaddr's block.
@@ -821,27 +635,17 @@ void Writer::write_inode(Out& out, WNode& n) {
 }
 
 Status Writer::write(Out& out) {
-  ComposefsHeader header{};
-  header.magic = kComposefsMagic;
-  header.version = kComposefsHeaderVersion;
-  header.flags = has_acl_ ? kComposefsFlagHasAcl : 0;
-  header.composefs_version = version_;
-  out.put(header);
-  out.pad(kSuperOffset - sizeof header);
-
   uint64_t data_start = round_up(inodes_end_ + shared_size_, kBlockSize);
-  SuperBlock sb{};
-  sb.magic = kSuperMagic;
-  sb.feature_compat = kFeatureCompatMtime | kFeatureCompatXattrFilter;
-  sb.blkszbits = kBlockBits;
-  sb.root_nid = static_cast<uint16_t>(nodes_[0].nid);
-  sb.inos = order_.size();
-  sb.build_time = static_cast<uint64_t>(min_mtime_sec_);
-  sb.build_time_nsec = min_mtime_nsec_;
-  sb.blocks = static_cast<uint32_t>(data_start / kBlockSize + n_data_blocks_);
-  sb.meta_blkaddr = 0;
-  sb.xattr_blkaddr = static_cast<uint32_t>(inodes_end_ / kBlockSize);
-  out.put(sb);
+  detail::SuperInfo si;
+  si.composefs_version = version_;
+  si.flags = has_acl_ ? kComposefsFlagHasAcl : 0;
+  si.root_nid = nodes_[0].nid;
+  si.inos = order_.size();
+  si.build_time = static_cast<uint64_t>(min_mtime_sec_);
+  si.build_time_nsec = min_mtime_nsec_;
+  si.blocks = data_start / kBlockSize + n_data_blocks_;
+  si.xattr_blkaddr = static_cast<uint32_t>(inodes_end_ / kBlockSize);
+  detail::write_header_and_superblock(out, si);
 
   current_end_ = data_start;
   for (uint32_t i : order_) write_inode(out, nodes_[i]);
@@ -889,7 +693,16 @@ Result<uint32_t> Writer::run(const Sink& sink) {
 }  // namespace
 
 Result<uint32_t> write_image(const Tree& tree, const WriteOptions& opts, const Sink& sink) {
-  Writer w(tree, opts);
+  if (opts.min_version > kMaxFormatVersion || opts.max_version > kMaxFormatVersion)
+    return errorf(Errc::InvalidArgument, "unsupported format version (at most {})",
+                  kMaxFormatVersion);
+  if (opts.min_version == 2) {
+    CFS_TRY(detail::write_image_v2(tree, sink));
+    return 2;
+  }
+  WriteOptions c = opts;
+  c.max_version = std::min<uint32_t>(c.max_version, 1);
+  Writer w(tree, c);
   return w.run(sink);
 }
 
@@ -900,6 +713,10 @@ Result<std::vector<uint8_t>> build_image(const Tree& tree, const WriteOptions& o
     return {};
   }));
   return image;
+}
+
+Result<std::vector<uint8_t>> build_image(const Tree& tree, uint32_t format_version) {
+  return build_image(tree, WriteOptions::for_format(format_version));
 }
 
 }  // namespace cfs::erofs

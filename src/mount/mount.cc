@@ -101,7 +101,11 @@ Result<Dir> open_dir(const std::string& path, std::string_view what) {
 
 // ---------------------------------------------------------------- checks
 
-Status check_image(int fd, const std::string& name, uint32_t* flags) {
+// Checks the header and the superblock, and says whether the EROFS may be
+// mounted without ACL support (noacl): the C layouts (formats 0 and 1) flag
+// images holding ACLs; composefs-rs's format 2 never sets the flag, so it
+// says nothing there.
+Status check_image(int fd, const std::string& name, bool* noacl) {
   struct stat st;
   if (::fstat(fd, &st) < 0) return sys_error(fmt::format("stat '{}'", name));
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
@@ -124,7 +128,7 @@ Status check_image(int fd, const std::string& name, uint32_t* flags) {
       static_cast<uint64_t>(st.st_size) < need)
     return errorf(Errc::Corrupt, "'{}' is truncated: {} bytes, but its superblock says {}", name,
                   st.st_size, need);
-  *flags = h.flags.get();
+  *noacl = h.composefs_version.get() < 2 && (h.flags.get() & erofs::kComposefsFlagHasAcl) == 0;
   return {};
 }
 
@@ -535,8 +539,8 @@ Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, cons
 
   Mounted out;
   out.mountpoint = mountpoint;
-  uint32_t flags = 0;
-  CFS_TRY(check_image(image.get(), name, &flags));
+  bool noacl = false;
+  CFS_TRY(check_image(image.get(), name, &noacl));
   if (opts.expected_digest) CFS_TRY(check_digest(image.get(), name, opts, out.notes));
 
   std::vector<Dir> basedirs;
@@ -553,7 +557,6 @@ Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, cons
   if (tfd < 0) return sys_error(fmt::format("mountpoint '{}'", mountpoint));
   UniqueFd target(tfd);
 
-  bool noacl = (flags & erofs::kComposefsFlagHasAcl) == 0;
   CFS_TRY_ASSIGN(ErofsLayer erofs, mount_erofs(image.get(), name, noacl, opts));
   out.erofs_method = erofs.method;
 

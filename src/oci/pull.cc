@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "oci/decompress.h"
-#include "repository/container_root.h"
+#include "repository/images.h"
 
 namespace cfs::oci {
 namespace {
@@ -134,7 +134,60 @@ Result<Tree> merge_layers(const Store& store, const std::vector<std::string>& di
   return merger.to_tree();
 }
 
+// Writes an image's config stream (its layers in diff_id order, `set`, and
+// every other named ref the stored stream had: refs other tools, such as
+// composefs-rs's boot images, put there stay, so gc keeps what they name),
+// then its manifest stream.  Returns the two streams' verities.
+Result<std::pair<fsverity::Digest, fsverity::Digest>> write_config_and_manifest(
+    Store& store, const std::string& manifest_json, const std::string& manifest_digest,
+    const std::string& config_json, const std::string& config_digest,
+    const std::vector<std::string>& diff_ids,
+    const std::map<std::string, fsverity::Digest>& layer_ids,
+    const std::map<std::string, fsverity::Digest>& set) {
+  std::vector<std::pair<std::string, fsverity::Digest>> refs;
+  for (auto& diff_id : diff_ids) refs.emplace_back(diff_id, layer_ids.at(diff_id));
+  for (auto& [name, d] : set) refs.emplace_back(name, d);
+  CFS_TRY_ASSIGN(auto old_config, store.stream(config_stream_id(config_digest)));
+  // A damaged old stream is simply replaced: pulling again is the repair.
+  if (old_config)
+    if (auto old = open_stream(store, *old_config, kConfigContentType))
+      for (auto& [name, d] : old->named_refs())
+        if (!set.count(name) && !layer_ids.count(name)) refs.emplace_back(name, d);
+  CFS_TRY_ASSIGN(fsverity::Digest config_verity,
+                 write_json_stream(store, kConfigContentType, config_json, refs,
+                                   config_stream_id(config_digest)));
+  // The manifest stream: the config, the layers, the JSON.  Tags name the
+  // stream, so they follow.
+  refs.clear();
+  refs.emplace_back("config:" + config_digest, config_verity);
+  for (auto& diff_id : diff_ids) refs.emplace_back(diff_id, layer_ids.at(diff_id));
+  CFS_TRY_ASSIGN(fsverity::Digest manifest_verity,
+                 write_json_stream(store, kManifestContentType, manifest_json, refs,
+                                   manifest_stream_id(manifest_digest)));
+  return std::pair{config_verity, manifest_verity};
+}
+
 }  // namespace
+
+std::string image_ref_key(uint32_t format_version) {
+  return std::string(format_version >= 2 ? kImageRefV2 : kImageRefV1);
+}
+
+std::string boot_image_ref_key(uint32_t format_version, std::string_view xattr_mode) {
+  std::string key(format_version >= 2 ? kBootImageRefV2 : kBootImageRefV1);
+  if (xattr_mode != kDefaultXattrMode) key += fmt::format(".xattrs={}", xattr_mode);
+  return key;
+}
+
+Result<StoredImage> set_config_refs(Store& store, const StoredImage& img,
+                                    const std::map<std::string, fsverity::Digest>& refs) {
+  for (auto& [name, d] : refs)
+    if (!name.starts_with(kImageRefV2))
+      return errorf(Errc::InvalidArgument, "'{}' is not a composefs image ref", name);
+  CFS_TRY(write_config_and_manifest(store, img.manifest_json, img.manifest_digest, img.config_json,
+                                    img.config_digest, img.config.diff_ids, img.layers, refs));
+  return open_image(store, "@" + img.manifest_digest);
+}
 
 std::string manifest_stream_id(std::string_view d) { return fmt::format("oci-manifest-{}", d); }
 std::string config_stream_id(std::string_view d) { return fmt::format("oci-config-{}", d); }
@@ -255,33 +308,22 @@ Result<PullResult> pull(Store& store, const std::string& source, const std::stri
 
   // The merged filesystem and its image, built from the stored layers.
   CFS_TRY_ASSIGN(Tree tree, merge_layers(store, img.config.diff_ids, layer_ids));
-  CFS_TRY_ASSIGN(auto erofs, repository::build_image(tree, store.erofs_version()));
+  // One image per format the repository writes, each under its key (the
+  // default's wins a key two formats share, formats 0 and 1).
+  std::map<std::string, fsverity::Digest> image_refs;
+  CFS_TRY_ASSIGN(res.images, repository::commit_images(tree, store.erofs_versions(),
+                                                       [&](std::span<const uint8_t> image, bool) {
+                                                         return store.write_image(image);
+                                                       }));
   tree = Tree();
-  CFS_TRY_ASSIGN(res.image_id, store.write_image(erofs));
+  for (const auto& c : res.images) image_refs.emplace(image_ref_key(c.version), c.id);
+  res.image_id = res.images.front().id;
 
-  // Config stream: layer refs in diff_id order, the image, the JSON.
-  std::vector<std::pair<std::string, fsverity::Digest>> refs;
-  for (auto& diff_id : img.config.diff_ids) refs.emplace_back(diff_id, layer_ids.at(diff_id));
-  std::string image_ref(store.erofs_version() >= 2 ? kImageRefV2 : kImageRefV1);
-  refs.emplace_back(image_ref, res.image_id);
-  // Re-pulling over a config stream written by another tool (composefs-rs
-  // links boot images and a second-format image there) keeps the refs we do
-  // not write, so that gc still sees what they name.
-  CFS_TRY_ASSIGN(auto old_config, store.stream(config_stream_id(res.config_digest)));
-  // A damaged old stream is simply replaced: pulling again is the repair.
-  if (old_config)
-    if (auto old = open_stream(store, *old_config, kConfigContentType))
-      for (auto& [name, d] : old->named_refs())
-        if (name != image_ref && !layer_ids.count(name)) refs.emplace_back(name, d);
-  CFS_TRY_ASSIGN(res.config_verity, write_json_stream(store, kConfigContentType, img.config_json,
-                                                      refs, config_stream_id(res.config_digest)));
-  // Manifest stream: the config, the layers, the JSON.
-  refs.clear();
-  refs.emplace_back("config:" + res.config_digest, res.config_verity);
-  for (auto& diff_id : img.config.diff_ids) refs.emplace_back(diff_id, layer_ids.at(diff_id));
-  CFS_TRY_ASSIGN(res.manifest_verity,
-                 write_json_stream(store, kManifestContentType, img.manifest_json, refs,
-                                   manifest_stream_id(res.manifest_digest)));
+  CFS_TRY_ASSIGN(auto verities, write_config_and_manifest(
+                                    store, img.manifest_json, res.manifest_digest, img.config_json,
+                                    res.config_digest, img.config.diff_ids, layer_ids, image_refs));
+  res.config_verity = verities.first;
+  res.manifest_verity = verities.second;
   CFS_TRY(store.set_stream_ref("oci/" + encode_tag(tag), manifest_stream_id(res.manifest_digest)));
   res.new_objects = stats.new_objects;
   res.present_objects = stats.objects - stats.new_objects;
@@ -335,7 +377,12 @@ Result<StoredImage> open_image(const Store& store, const std::string& name) {
     if (!l) return errorf(Errc::Corrupt, "config stream has no ref to layer {}", diff_id);
     img.layers[diff_id] = *l;
   }
-  img.image = cs.named_ref(std::string(store.erofs_version() >= 2 ? kImageRefV2 : kImageRefV1));
+  for (auto& [key, d] : cs.named_refs())
+    if (key == kImageRefV2 || key.starts_with(std::string(kImageRefV2) + "."))
+      img.image_refs.emplace(key, d);
+  if (auto it = img.image_refs.find(image_ref_key(store.erofs_versions().front()));
+      it != img.image_refs.end())
+    img.image = it->second;
   return img;
 }
 
@@ -404,10 +451,11 @@ Result<std::vector<std::string>> fsck_images(const Store& store, const std::stri
         problems.push_back(fmt::format("layer {}: content has digest {}", diff_id, got));
     }
     // An image without a linked composefs image (older composefs-rs pulls)
-    // is complete; only a link to a missing one is damage.
-    if (img->image && !store.has_object(*img->image))
-      problems.push_back(
-          fmt::format("image '{}': composefs image {} missing", t.name, img->image->hex()));
+    // is complete; only a link to a missing one is damage, in any format.
+    for (auto& [key, d] : img->image_refs)
+      if (!store.has_object(d))
+        problems.push_back(
+            fmt::format("image '{}': composefs image {} ({}) missing", t.name, d.hex(), key));
   }
   return problems;
 }

@@ -12,14 +12,24 @@
 #include "oci/import.h"
 #include "oci/source.h"
 #include "oci/store.h"
+#include "repository/images.h"
 #include "tree/tree.h"
 
 namespace cfs::oci {
 
-// Named refs of the config stream that lead to the EROFS image
-// (composefs-rs: V2 images under the first, format 0/1 under the second).
+// Named refs of an image's config stream that lead to the EROFS images of
+// its filesystem (composefs-rs 0.9): format 2 under "composefs.image",
+// formats 0 and 1 under "composefs.image.v1"; its boot images (--bootable)
+// likewise under "composefs.image.boot" and "composefs.image.boot.v1",
+// with ".xattrs=<mode>" appended for xattr modes other than the default.
 inline constexpr std::string_view kImageRefV2 = "composefs.image";
 inline constexpr std::string_view kImageRefV1 = "composefs.image.v1";
+inline constexpr std::string_view kBootImageRefV2 = "composefs.image.boot";
+inline constexpr std::string_view kBootImageRefV1 = "composefs.image.boot.v1";
+inline constexpr std::string_view kDefaultXattrMode = "allowlist-only";
+std::string image_ref_key(uint32_t format_version);
+std::string boot_image_ref_key(uint32_t format_version,
+                               std::string_view xattr_mode = kDefaultXattrMode);
 
 std::string manifest_stream_id(std::string_view digest);  // oci-manifest-<digest>
 std::string config_stream_id(std::string_view digest);    // oci-config-<digest>
@@ -54,7 +64,8 @@ struct PullResult {
   std::string config_digest;
   fsverity::Digest manifest_verity;
   fsverity::Digest config_verity;
-  fsverity::Digest image_id;
+  fsverity::Digest image_id;                       // of the default format's image
+  std::vector<repository::CommittedImage> images;  // every format's, the default first
   uint64_t layers_fetched = 0, layers_present = 0;
   uint64_t new_objects = 0, present_objects = 0, new_bytes = 0, inline_bytes = 0;
   // composefs-rs's "objects" line.
@@ -78,9 +89,20 @@ struct StoredImage {
   std::string config_json;
   ImageConfig config;
   std::map<std::string, fsverity::Digest> layers;  // diff_id -> layer stream
-  std::optional<fsverity::Digest> image;           // the EROFS image, if linked
+  // The default format's EROFS image, if linked.
+  std::optional<fsverity::Digest> image;
+  // Every composefs.image* named ref of the config (images, boot images).
+  std::map<std::string, fsverity::Digest> image_refs;
 };
 Result<StoredImage> open_image(const Store& store, const std::string& name);
+
+// Sets composefs.image* named refs (image_ref_key, boot_image_ref_key) of a
+// stored image's config stream, keeping its layers and every other named
+// ref, and writes the config stream again from the config's original bytes
+// (its digest does not change), then the manifest stream; the image's tags
+// follow.  Returns the image as now stored.
+Result<StoredImage> set_config_refs(Store& store, const StoredImage& img,
+                                    const std::map<std::string, fsverity::Digest>& refs);
 
 struct TagInfo {
   std::string name;

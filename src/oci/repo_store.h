@@ -9,11 +9,9 @@ namespace cfs::oci {
 
 class RepoStore : public Store {
  public:
-  // `erofs_version`: the format of the images written (the repository's).
-  RepoStore(repository::Repository& repo, uint32_t erofs_version)
-      : repo_(repo), erofs_version_(erofs_version) {}
+  explicit RepoStore(repository::Repository& repo) : repo_(repo) {}
   fsverity::HashAlg alg() const override { return repo_.alg(); }
-  uint32_t erofs_version() const override { return erofs_version_; }
+  std::vector<uint32_t> erofs_versions() const override { return repo_.format_config().versions(); }
   int tmp_dirfd() const override { return repo_.dirfd(); }
   Result<bool> store_object(int fd, uint64_t size, const fsverity::Digest& d) override;
   Result<fsverity::Digest> store_bytes(std::span<const uint8_t> data) override;
@@ -28,7 +26,6 @@ class RepoStore : public Store {
 
  private:
   repository::Repository& repo_;
-  uint32_t erofs_version_;
 };
 
 }  // namespace cfs::oci

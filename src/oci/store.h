@@ -21,8 +21,9 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual fsverity::HashAlg alg() const = 0;
-  // EROFS format version of the repository's images (composefs-rs: 1 by default).
-  virtual uint32_t erofs_version() const = 0;
+  // The EROFS formats images are written in, the default first
+  // (repository::FormatConfig::versions()).
+  virtual std::vector<uint32_t> erofs_versions() const = 0;
   // A directory on the repository's filesystem for temporary files.
   virtual int tmp_dirfd() const = 0;
 

@@ -3,7 +3,6 @@
 
 #include <unistd.h>
 
-#include "erofs/writer.h"
 #include "scan/scan.h"
 
 namespace cfs::repository {
@@ -49,25 +48,6 @@ Result<Tree> read_container_root(const std::string& path, const RootOptions& opt
     run->mtime_nsec = usr->mtime_nsec;
   }
   return tree;
-}
-
-Result<std::vector<uint8_t>> build_image(const Tree& tree, uint32_t format_version) {
-  erofs::WriteOptions wo;
-  switch (format_version) {
-    case 0:
-      wo.min_version = 0;
-      wo.max_version = 1;
-      break;
-    case 1:
-      wo.min_version = 1;
-      wo.max_version = 1;
-      break;
-    default:
-      return errorf(Errc::Unsupported,
-                    "EROFS format {} (composefs-rs's own layout) is not supported yet",
-                    format_version);
-  }
-  return erofs::build_image(tree, wo);
 }
 
 }  // namespace cfs::repository

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // cfsctl create-image / compute-id: a directory read as composefs-rs 0.9
-// reads a container's root filesystem (read_container_root), and the
-// image built from it.
+// reads a container's root filesystem (read_container_root).
 #pragma once
 
 #include <cstdint>
@@ -31,10 +30,5 @@ struct RootOptions {
 // Reads the tree: hardlinks kept (by st_dev/st_ino), nanosecond mtimes,
 // regular files over 64 bytes stored as objects named by their digest.
 Result<Tree> read_container_root(const std::string& path, const RootOptions& opts);
-
-// The EROFS image of a tree in a format version: 1 (the default, as
-// `mkcomposefs --min-version=1 --max-version=1`) or 0 (C mkcomposefs's
-// default options).  Format 2 (composefs-rs's own layout) is not supported.
-Result<std::vector<uint8_t>> build_image(const Tree& tree, uint32_t format_version);
 
 }  // namespace cfs::repository

@@ -33,6 +33,17 @@ Result<HashAlg> parse_algorithm(std::string_view s) {
                 "algorithm '{}': unsupported hash '{}' (expected sha256 or sha512)", s, hash);
 }
 
+std::vector<uint32_t> FormatConfig::versions() const {
+  std::vector<uint32_t> out{default_version};
+  for (uint32_t v : extra)
+    if (v != default_version) out.push_back(v);
+  return out;
+}
+
+std::string FormatConfig::to_string() const {
+  return fmt::format("{}", fmt::join(versions(), "+"));
+}
+
 Metadata Metadata::create(HashAlg alg, const FormatConfig& formats) {
   Metadata m;
   m.alg = alg;

@@ -32,6 +32,12 @@ struct FormatConfig {
   uint32_t default_version = 1;
   std::set<uint32_t> extra;
   friend bool operator==(const FormatConfig&, const FormatConfig&) = default;
+
+  // The formats images are committed in: the default first, then the extra
+  // ones ascending (a repeat of the default left out).
+  std::vector<uint32_t> versions() const;
+  // "1", or with extra formats "1+2".
+  std::string to_string() const;
 };
 
 struct Features {

@@ -151,10 +151,8 @@ Result<std::pair<HashAlg, bool>> infer_metadata(int dirfd) {
 // ----------------------------------------------------------------- init
 
 Result<bool> init(const std::string& path, const InitOptions& opts) {
-  if (opts.formats.default_version == 2 || opts.formats.extra.count(2))
-    return make_error(
-        Errc::Unsupported,
-        "EROFS format 2 (composefs-rs's own layout) is not supported yet; use 0 or 1");
+  for (uint32_t v : opts.formats.versions())
+    if (v > 2) return errorf(Errc::InvalidArgument, "unknown EROFS format version {}", v);
   std::error_code ec;
   std::filesystem::path p(path);
   if (p.has_parent_path() && !p.parent_path().empty()) {
@@ -184,8 +182,8 @@ Result<bool> init(const std::string& path, const InitOptions& opts) {
                 "repository '{}' already initialized with a different configuration (algorithm: "
                 "{}, erofs_version: {}); cannot re-initialize with (algorithm: {}, erofs_version: "
                 "{})",
-                path, algorithm_name(old->alg), old->format_config().default_version,
-                algorithm_name(meta.alg), meta.format_config().default_version);
+                path, algorithm_name(old->alg), old->format_config().to_string(),
+                algorithm_name(meta.alg), meta.format_config().to_string());
 }
 
 Status reset_metadata(const std::string& path) {
@@ -271,6 +269,11 @@ Result<Repository> Repository::open(const std::string& path, const OpenOptions& 
   else if (objects.error().sys_errno() != ENOENT)
     return tl::unexpected(std::move(objects.error()).context(path));
   return r;
+}
+
+FormatConfig Repository::format_config() const {
+  if (erofs_override_) return {*erofs_override_, {}};
+  return meta_.format_config();
 }
 
 Status Repository::require_verity() const {

@@ -112,6 +112,11 @@ class Repository {
   int dirfd() const { return dirfd_.get(); }
   fsverity::HashAlg alg() const { return meta_.alg; }
   const Metadata& metadata() const { return meta_; }
+  // The EROFS formats images are written in: meta.json's, unless
+  // set_erofs_version narrowed them to one for this process (cfsctl's
+  // global --erofs-version, as composefs-rs's override; meta.json stays).
+  FormatConfig format_config() const;
+  void set_erofs_version(uint32_t version) { erofs_override_ = version; }
   bool insecure() const { return insecure_; }
   void set_insecure() { insecure_ = true; }
   // Errors unless the repository requires fs-verity (cfsctl --require-verity).
@@ -179,6 +184,7 @@ class Repository {
   Metadata meta_;
   bool insecure_ = false;
   bool force_named_tmpfile_ = false;
+  std::optional<uint32_t> erofs_override_;
   std::vector<std::string> unknown_ro_features_;
 };
 
