@@ -9,7 +9,8 @@ JOBS       ?= $(shell nproc)
 # Evaluated when a configure runs, i.e. after `deps` may have installed ninja.
 CMAKE_GEN   = $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
-.PHONY: all deps build build-asan test test-release test-asan demo bench fuzz format clean
+.PHONY: all deps build build-asan test test-release test-asan demo bench fuzz format clean \
+        cross-aarch64
 
 all: build
 
@@ -57,6 +58,12 @@ test: deps
 demo: deps build
 	@scripts/demo.sh $(BUILD)
 
+# aarch64: the image modules cross-built with Debian's cross compiler against
+# extracted arm64 packages, their tests run under qemu-user (README).
+CROSS_BUILD ?= build-aarch64
+cross-aarch64: deps
+	JOBS=$(JOBS) scripts/cross-aarch64.sh $(CROSS_BUILD)
+
 FUZZ_SECONDS ?= 60
 fuzz:
 	fuzz/run.sh image_reader $(FUZZ_SECONDS)
@@ -73,4 +80,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(CROSS_BUILD)

@@ -58,7 +58,7 @@ for d in $(pkg-config --variable pc_path pkg-config | tr ':' ' '); do
 done
 
 b=$tmp/build
-mk() { env PATH="$fake:$PATH" make --no-print-directory -C "$src" -f "$mk" BUILD="$b" "$@"; }
+mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL PATH="$fake:$PATH" make --no-print-directory -C "$src" -f "$mk" BUILD="$b" "$@"; }
 
 # 1. libzstd-dev missing (as dpkg and pkg-config see it), not root.
 set +e
