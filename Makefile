@@ -1,33 +1,48 @@
 # composefs-cpp: the two commands of the README, and their parts.
 #   make demo   install missing packages, build, run the demo on demo/rootfs
 #   make test   install missing packages, build, run every test (also under ASan/UBSan)
-#   make build  only build (Release); the tools land in build/bin/
+#   make build  install missing packages (or say which), build (Release); the
+#               tools land in build/bin/
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
-CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
+# Evaluated when a configure runs, i.e. after `deps` may have installed ninja.
+CMAKE_GEN   = $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
-.PHONY: all deps build build-asan test test-release test-asan demo bench fuzz format clean
+.PHONY: all deps build build-asan test test-release test-asan demo bench fuzz format clean \
+        cross-aarch64
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release -DCFS_WERROR=ON
+# A build directory counts as configured only once cmake succeeded there
+# (the stamp): a failed configure (a package missing) leaves a CMakeCache.txt
+# but no build files, and is removed, so that the next run configures again
+# from scratch (also with another generator) instead of failing on the
+# missing build.ninja.  scripts/make_fresh_test.sh checks both.
+configure = { cmake -S . -B $(1) $(CMAKE_GEN) $(2) && touch $(1)/.configured; } || \
+	  { rm -f $(1)/CMakeCache.txt $(1)/.configured; \
+	    echo "error: configuring $(1) failed (missing packages? run 'make deps' as root)" >&2; \
+	    exit 1; }
 
-build: $(BUILD)/CMakeCache.txt
+RELEASE_CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release -DCFS_WERROR=ON
+$(BUILD)/.configured: | deps
+	@$(call configure,$(BUILD),$(RELEASE_CMAKE_ARGS))
+
+build: deps $(BUILD)/.configured
 	cmake --build $(BUILD) -j $(JOBS)
 
 # -O1 -g1: what sanitizer builds are usually run at (full line numbers in
 # reports); -O2 -g took twice as long to build, which CI time cannot afford.
-$(ASAN_BUILD)/CMakeCache.txt:
-	cmake -S . -B $(ASAN_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+ASAN_CMAKE_ARGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
 	  -DCFS_WERROR=ON -DCFS_SANITIZE=address,undefined
+$(ASAN_BUILD)/.configured: | deps
+	@$(call configure,$(ASAN_BUILD),$(ASAN_CMAKE_ARGS))
 
-build-asan: $(ASAN_BUILD)/CMakeCache.txt
+build-asan: deps $(ASAN_BUILD)/.configured
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 test-release: build
@@ -42,6 +57,12 @@ test: deps
 
 demo: deps build
 	@scripts/demo.sh $(BUILD)
+
+# aarch64: the image modules cross-built with Debian's cross compiler against
+# extracted arm64 packages, their tests run under qemu-user (README).
+CROSS_BUILD ?= build-aarch64
+cross-aarch64: deps
+	JOBS=$(JOBS) scripts/cross-aarch64.sh $(CROSS_BUILD)
 
 FUZZ_SECONDS ?= 60
 fuzz:
@@ -59,4 +80,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(CROSS_BUILD)

@@ -15,11 +15,23 @@
 #   scripts/debs.sh mirror                 the Debian mirror URL in use
 #
 # SUITE: bookworm, bookworm-backports, trixie, trixie-backports, ...
+# --arch ARCH (before the command; default amd64): packages of another Debian
+# architecture, e.g. arm64 for the aarch64 cross build's sysroot (with its own
+# lists; the host's dpkg architectures are never touched).
 # CFS_CACHE (default /var/cache/composefs-cpp) holds everything; lists are
 # refreshed when older than a day (CFS_APT_MAX_AGE seconds).
 set -euo pipefail
 
 cache=${CFS_CACHE:-/var/cache/composefs-cpp}
+arch=amd64
+if [[ ${1:-} == --arch ]]; then
+  [[ -n ${2:-} ]] || { echo "debs.sh: --arch needs a Debian architecture" >&2; exit 2; }
+  arch=$2
+  shift 2
+fi
+# amd64 keeps the unsuffixed names (caches made before --arch stay valid).
+asuf=""
+[[ $arch == amd64 ]] || asuf="-$arch"
 max_age=${CFS_APT_MAX_AGE:-86400}
 
 die() { echo "debs.sh: $*" >&2; exit 1; }
@@ -44,15 +56,16 @@ mirror() {
 apt_suite() {
   local suite=$1
   shift
-  local st="$cache/apt/$suite"
+  local st="$cache/apt/$suite$asuf"
   echo -o Dir::Etc::SourceList="$st/sources.list" -o Dir::Etc::SourceParts=- \
     -o Dir::State::Lists="$st/lists" -o Dir::Cache="$st/cache" \
-    -o Dir::State::Status="$st/status" -o APT::Architecture=amd64 \
+    -o Dir::State::Status="$st/status" -o APT::Architecture="$arch" \
+    -o APT::Architectures="$arch" \
     -o Debug::NoLocking=1 -o APT::Sandbox::User=root
 }
 
 update() {
-  local suite=$1 st="$cache/apt/$suite"
+  local suite=$1 st="$cache/apt/$suite$asuf"
   mkdir -p "$st/lists/partial" "$st/cache/archives/partial"
   [[ -f $st/status ]] || : >"$st/status"
   local m
@@ -87,7 +100,7 @@ version() {
 extract_one() {
   local suite=$1 pkg=$2 v dir
   v=$(version "$suite" "$pkg")
-  dir="$cache/debs/${pkg}_${v//[:~]/_}"
+  dir="$cache/debs/${pkg}_${v//[:~]/_}$asuf"
   if [[ ! -f $dir/.complete ]]; then
     rm -rf "$dir" "$dir.tmp"
     mkdir -p "$dir.tmp"
@@ -170,5 +183,5 @@ case $cmd in
     for p in "$@"; do extract_one "$suite" "$p"; done
     ;;
   kernel) (($# == 1)) || die "usage: kernel SUITE"; kernel "$1" ;;
-  *) sed -n '2,20p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

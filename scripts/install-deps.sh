@@ -12,7 +12,8 @@ done
 ((${#missing[@]} == 0)) && exit 0
 if [[ $(id -u) -ne 0 ]]; then
   echo "error: missing Debian packages: ${missing[*]}" >&2
-  echo "Install them as root (sudo apt-get install ${missing[*]}), or run this as root." >&2
+  echo "Run 'make deps' as root (sudo make deps) to install them," >&2
+  echo "or install them yourself: sudo apt-get install ${missing[*]}" >&2
   exit 1
 fi
 echo "Installing missing Debian packages: ${missing[*]}"

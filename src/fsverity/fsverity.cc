@@ -414,6 +414,9 @@ Status enable(int fd, HashAlg alg, uint32_t block_size) {
   int e = errno;
   switch (e) {
     case EEXIST: return {};
+    // ENOSYS: the ioctl did not reach a filesystem (qemu-user passes no
+    // fs-verity ioctls through; seccomp filters may refuse them so).
+    case ENOSYS:
     case ENOTTY:
     case EOPNOTSUPP:
       return tl::unexpected(
@@ -433,7 +436,7 @@ Result<Digest> measure(int fd) {
     int e = errno;
     if (e == ENODATA)
       return tl::unexpected(Error(Errc::VerityMissing, "fs-verity is not enabled on the file", e));
-    if (e == ENOTTY || e == EOPNOTSUPP)
+    if (e == ENOTTY || e == EOPNOTSUPP || e == ENOSYS)
       return tl::unexpected(
           Error(Errc::Unsupported, "fs-verity is not supported by this filesystem", e));
     return sys_error(e, "cannot measure fs-verity");

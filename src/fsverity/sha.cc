@@ -1,13 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fsverity/sha.h"
 
-#include <cpuid.h>
-#include <immintrin.h>
 #include <openssl/evp.h>
 
 #include <cstring>
 #include <stdexcept>
 #include <vector>
+
+// The SHA-NI path exists only on x86-64 (the intrinsics and CPUID are x86);
+// every other architecture hashes through OpenSSL, which uses the CPU's own
+// SHA-2 instructions where it has them (ARMv8's among them).
+#if defined(__x86_64__)
+#define CFS_SHA_NI 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define CFS_SHA_NI 0
+#endif
 
 namespace cfs::fsverity {
 
@@ -53,6 +62,7 @@ class OpenSslHasher final : public FixedHasher {
   EvpCtx work_;
 };
 
+#if CFS_SHA_NI
 // ---- SHA-256 with the x86 SHA extensions -------------------------------------
 
 alignas(16) const uint32_t kSha256K[64] = {
@@ -200,22 +210,32 @@ class ShaNiHasher final : public FixedHasher {
   uint8_t pad_[64];
 };
 
+#endif  // CFS_SHA_NI
+
 }  // namespace
 
 bool cpu_has_sha_ni() {
+#if CFS_SHA_NI
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
   bool sse41 = c & (1u << 19), ssse3 = c & (1u << 9);
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   return sse41 && ssse3 && (b & (1u << 29));
+#else
+  return false;
+#endif
 }
 
 std::unique_ptr<FixedHasher> FixedHasher::create(HashAlg alg, size_t message_size,
                                                  std::span<const uint8_t> salt, HashImpl impl) {
+#if CFS_SHA_NI
   static const bool has_ni = cpu_has_sha_ni();  // a CPU property, computed once
   if (impl == HashImpl::Auto && alg == HashAlg::Sha256 && has_ni && message_size % 64 == 0 &&
       salt.size() <= 64)
     return std::make_unique<ShaNiHasher>(message_size, salt);
+#else
+  (void)impl;
+#endif
   return std::make_unique<OpenSslHasher>(alg, message_size, salt);
 }
 
