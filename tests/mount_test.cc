@@ -461,11 +461,18 @@ TEST_P(MethodTest, ForcedMethodMountsAndCleansUp) {
   o.tmpdir = tmpdir() + "/t,x:y";
   fs::create_directories(o.tmpdir);
   auto m = mount_image(p("img.cfs"), mnt(), o);
+  // A kernel without the method says so (6.12 has no layers by fd, 6.1 no
+  // file-backed EROFS); anything else is a failure.
+  if (!m && m.error().code() == Errc::Unsupported) GTEST_SKIP() << m.error().message();
   ASSERT_TRUE(m) << m.error().message();
   EXPECT_EQ(m->erofs_method, mc.erofs);
   EXPECT_EQ(m->overlay_method, mc.overlay);
   EXPECT_EQ(loops_backed_under(root_.path()).empty(), mc.erofs != ErofsMethod::Loop);
-  TreeComparer cmp;
+  // The stores' 00..ff directories are hidden by the image's whiteouts
+  // when they are ordinary lower layers: only the root's link count differs.
+  CompareOptions co;
+  co.merged_root = mc.overlay == OverlayMethod::LegacyLower;
+  TreeComparer cmp(co);
   cmp.compare(p("src"), mnt());
   EXPECT_EQ(cmp.failures(), 0u);
   EXPECT_TRUE(unmount(mnt()));
@@ -473,23 +480,25 @@ TEST_P(MethodTest, ForcedMethodMountsAndCleansUp) {
   fs::remove(o.tmpdir);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, MethodTest,
-                         ::testing::Values(MethodCase{ErofsMethod::File, OverlayMethod::FdLayers},
-                                           MethodCase{ErofsMethod::File, OverlayMethod::PathLayers},
-                                           MethodCase{ErofsMethod::File, OverlayMethod::Legacy},
-                                           MethodCase{ErofsMethod::Loop, OverlayMethod::FdLayers},
-                                           MethodCase{ErofsMethod::Loop, OverlayMethod::PathLayers},
-                                           MethodCase{ErofsMethod::Loop, OverlayMethod::Legacy},
-                                           MethodCase{ErofsMethod::Legacy, OverlayMethod::FdLayers},
-                                           MethodCase{ErofsMethod::Legacy,
-                                                      OverlayMethod::PathLayers},
-                                           MethodCase{ErofsMethod::Legacy, OverlayMethod::Legacy}),
-                         [](const ::testing::TestParamInfo<MethodCase>& pi) {
-                           std::string n = std::string(to_string(pi.param.erofs)) + "_" +
-                                           std::string(to_string(pi.param.overlay));
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    All, MethodTest,
+    ::testing::Values(MethodCase{ErofsMethod::File, OverlayMethod::FdLayers},
+                      MethodCase{ErofsMethod::File, OverlayMethod::PathLayers},
+                      MethodCase{ErofsMethod::File, OverlayMethod::Legacy},
+                      MethodCase{ErofsMethod::Loop, OverlayMethod::FdLayers},
+                      MethodCase{ErofsMethod::Loop, OverlayMethod::PathLayers},
+                      MethodCase{ErofsMethod::Loop, OverlayMethod::Legacy},
+                      MethodCase{ErofsMethod::Legacy, OverlayMethod::FdLayers},
+                      MethodCase{ErofsMethod::Legacy, OverlayMethod::PathLayers},
+                      MethodCase{ErofsMethod::Legacy, OverlayMethod::Legacy},
+                      MethodCase{ErofsMethod::File, OverlayMethod::LegacyLower},
+                      MethodCase{ErofsMethod::Loop, OverlayMethod::LegacyLower}),
+    [](const ::testing::TestParamInfo<MethodCase>& pi) {
+      std::string n =
+          std::string(to_string(pi.param.erofs)) + "_" + std::string(to_string(pi.param.overlay));
+      std::replace(n.begin(), n.end(), '-', '_');
+      return n;
+    });
 
 // ------------------------------------------------------------ options
 
