@@ -740,6 +740,14 @@ TEST_F(MountTest, MissingObjectFailsOnOpenOthersStillWork) {
   auto m = mount_image(p("img.cfs"), mnt(), options({p("objects")}));
   ASSERT_TRUE(m) << m.error().message();
   struct stat st;
+  if (m->overlay_method == OverlayMethod::LegacyLower) {
+    // Objects as ordinary lower layers (Linux < 6.5, the 6.1 VM row): the
+    // lookup itself follows the redirect, so the file is gone, not only its data.
+    EXPECT_NE(::stat((mnt() + "/a").c_str(), &st), 0);
+    EXPECT_EQ(read_file(mnt() + "/b"), pattern(6000, 2));
+    EXPECT_TRUE(unmount(mnt()));
+    return;
+  }
   ASSERT_EQ(::stat((mnt() + "/a").c_str(), &st), 0);  // metadata is in the image
   EXPECT_EQ(st.st_size, 5000);
   errno = 0;

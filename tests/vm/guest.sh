@@ -149,7 +149,7 @@ if [ "$EXPECT" = new ]; then
     mv /disk/tmp/t "$obj"
     if $cfsctl --repo $repo mount $hex /mnt/a; then
       err=$(cat /mnt/a/usr/share/data/blob3 2>&1 >/dev/null)
-      check "tampered object ($how): EIO ($err)" has "$err" 'i/o error'
+      check "tampered object ($how): EIO ($err)" has "$err" 'input/output error'
       check "tampered object ($how): other files still read" cmp -s /disk/tree/usr/share/data/blob2 /mnt/a/usr/share/data/blob2
       umount /mnt/a
     else
