@@ -825,6 +825,17 @@ TEST(Cfsctl, CommandLine) {
   EXPECT_NE(cfs(repo, "init --insecure --algorithm fsverity-sha512-12").status, 0);
   EXPECT_NE(cfs(repo, "init --insecure --algorithm fsverity-md5-12").status, 0);
   EXPECT_NE(cfs(repo, "--hash sha512 gc").status, 0);
+  // The global --hash chooses init's algorithm, and a disagreeing pair is refused.
+  auto h256 = cfs(tmp / "h256", "--hash sha256 init --insecure");
+  ASSERT_EQ(h256.status, 0) << h256.err;
+  EXPECT_NE(h256.out.find("algorithm: fsverity-sha256-12"), std::string::npos) << h256.out;
+  EXPECT_NE(read_file(tmp / "h256/meta.json").find("fsverity-sha256-12"), std::string::npos);
+  auto clash = cfs(tmp / "clash", "--hash sha256 init --insecure --algorithm fsverity-sha512-12");
+  EXPECT_NE(clash.status, 0);
+  EXPECT_NE(clash.err.find("disagrees"), std::string::npos) << clash.err;
+  EXPECT_FALSE(fs::exists(tmp / "clash/meta.json"));
+  EXPECT_EQ(
+      cfs(tmp / "agree", "--hash sha512 init --insecure --algorithm fsverity-sha512-12").status, 0);
   EXPECT_NE(cfs(repo, "--require-verity gc").status, 0);
   EXPECT_NE(cfs(repo, "--no-repo gc").status, 0);
   EXPECT_NE(run(cfsctl() + " --repo " + repo + " --user gc").status, 0);

@@ -3,6 +3,8 @@
 // backslash escapes in values, basedir lists split at ':') and what we add.
 #include <gtest/gtest.h>
 
+#include <cerrno>
+
 #include "mount/fs_context.h"
 #include "mount/options.h"
 
@@ -10,6 +12,32 @@ namespace cfs::mount {
 namespace {
 
 const std::string kHex(64, 'a');
+
+// The ladder's classification of kernel refusals, errno by errno, as the
+// kernels in use give them (measured in the VM rows, tests/vm/).
+TEST(OverlayLadder, RefusalsThatMeanTheNextMethod) {
+  // 6.12: fsconfig_set_fd(lowerdir+) is EBADF; before 6.7: EINVAL.
+  EXPECT_TRUE(refusal_is_unsupported(OverlayStep::LayerFd, EBADF));
+  EXPECT_TRUE(refusal_is_unsupported(OverlayStep::LayerFd, EINVAL));
+  // 6.7 to 6.14: a detached mount as a layer is refused at create.
+  EXPECT_TRUE(refusal_is_unsupported(OverlayStep::CreateFd, EINVAL));
+  EXPECT_TRUE(refusal_is_unsupported(OverlayStep::LayerString, EINVAL));
+  // 6.1: no "::" data-only layers; the reference then uses ":".
+  EXPECT_TRUE(refusal_is_unsupported(OverlayStep::LegacyDataOnly, EINVAL));
+  // Real failures stay failures.
+  for (int e : {ENOENT, EACCES, EPERM, ENOMEM, ELOOP}) {
+    EXPECT_FALSE(refusal_is_unsupported(OverlayStep::LayerFd, e)) << e;
+    EXPECT_FALSE(refusal_is_unsupported(OverlayStep::LayerString, e)) << e;
+    EXPECT_FALSE(refusal_is_unsupported(OverlayStep::CreateFd, e)) << e;
+    EXPECT_FALSE(refusal_is_unsupported(OverlayStep::LegacyDataOnly, e)) << e;
+  }
+  EXPECT_FALSE(refusal_is_unsupported(OverlayStep::LayerString, EBADF));
+  // Path layers exist from 6.7, which has data-only layers: EINVAL at create
+  // is the kernel refusing this mount (e.g. workdir inside upperdir).
+  EXPECT_FALSE(refusal_is_unsupported(OverlayStep::CreateString, EINVAL));
+  // The last rung: nothing after it.
+  EXPECT_FALSE(refusal_is_unsupported(OverlayStep::LegacyLower, EINVAL));
+}
 
 TEST(SplitOptions, CommasEqualsAndEscapes) {
   auto v = split_options("basedir=/a\\,b:c,ro,,digest=x=y,k\\,ey=v,last\\");

@@ -461,11 +461,18 @@ TEST_P(MethodTest, ForcedMethodMountsAndCleansUp) {
   o.tmpdir = tmpdir() + "/t,x:y";
   fs::create_directories(o.tmpdir);
   auto m = mount_image(p("img.cfs"), mnt(), o);
+  // A kernel without the method says so (6.12 has no layers by fd, 6.1 no
+  // file-backed EROFS); anything else is a failure.
+  if (!m && m.error().code() == Errc::Unsupported) GTEST_SKIP() << m.error().message();
   ASSERT_TRUE(m) << m.error().message();
   EXPECT_EQ(m->erofs_method, mc.erofs);
   EXPECT_EQ(m->overlay_method, mc.overlay);
   EXPECT_EQ(loops_backed_under(root_.path()).empty(), mc.erofs != ErofsMethod::Loop);
-  TreeComparer cmp;
+  // The stores' 00..ff directories are hidden by the image's whiteouts
+  // when they are ordinary lower layers: only the root's link count differs.
+  CompareOptions co;
+  co.merged_root = mc.overlay == OverlayMethod::LegacyLower;
+  TreeComparer cmp(co);
   cmp.compare(p("src"), mnt());
   EXPECT_EQ(cmp.failures(), 0u);
   EXPECT_TRUE(unmount(mnt()));
@@ -473,23 +480,25 @@ TEST_P(MethodTest, ForcedMethodMountsAndCleansUp) {
   fs::remove(o.tmpdir);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, MethodTest,
-                         ::testing::Values(MethodCase{ErofsMethod::File, OverlayMethod::FdLayers},
-                                           MethodCase{ErofsMethod::File, OverlayMethod::PathLayers},
-                                           MethodCase{ErofsMethod::File, OverlayMethod::Legacy},
-                                           MethodCase{ErofsMethod::Loop, OverlayMethod::FdLayers},
-                                           MethodCase{ErofsMethod::Loop, OverlayMethod::PathLayers},
-                                           MethodCase{ErofsMethod::Loop, OverlayMethod::Legacy},
-                                           MethodCase{ErofsMethod::Legacy, OverlayMethod::FdLayers},
-                                           MethodCase{ErofsMethod::Legacy,
-                                                      OverlayMethod::PathLayers},
-                                           MethodCase{ErofsMethod::Legacy, OverlayMethod::Legacy}),
-                         [](const ::testing::TestParamInfo<MethodCase>& pi) {
-                           std::string n = std::string(to_string(pi.param.erofs)) + "_" +
-                                           std::string(to_string(pi.param.overlay));
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    All, MethodTest,
+    ::testing::Values(MethodCase{ErofsMethod::File, OverlayMethod::FdLayers},
+                      MethodCase{ErofsMethod::File, OverlayMethod::PathLayers},
+                      MethodCase{ErofsMethod::File, OverlayMethod::Legacy},
+                      MethodCase{ErofsMethod::Loop, OverlayMethod::FdLayers},
+                      MethodCase{ErofsMethod::Loop, OverlayMethod::PathLayers},
+                      MethodCase{ErofsMethod::Loop, OverlayMethod::Legacy},
+                      MethodCase{ErofsMethod::Legacy, OverlayMethod::FdLayers},
+                      MethodCase{ErofsMethod::Legacy, OverlayMethod::PathLayers},
+                      MethodCase{ErofsMethod::Legacy, OverlayMethod::Legacy},
+                      MethodCase{ErofsMethod::File, OverlayMethod::LegacyLower},
+                      MethodCase{ErofsMethod::Loop, OverlayMethod::LegacyLower}),
+    [](const ::testing::TestParamInfo<MethodCase>& pi) {
+      std::string n =
+          std::string(to_string(pi.param.erofs)) + "_" + std::string(to_string(pi.param.overlay));
+      std::replace(n.begin(), n.end(), '-', '_');
+      return n;
+    });
 
 // ------------------------------------------------------------ options
 
@@ -731,6 +740,14 @@ TEST_F(MountTest, MissingObjectFailsOnOpenOthersStillWork) {
   auto m = mount_image(p("img.cfs"), mnt(), options({p("objects")}));
   ASSERT_TRUE(m) << m.error().message();
   struct stat st;
+  if (m->overlay_method == OverlayMethod::LegacyLower) {
+    // Objects as ordinary lower layers (Linux < 6.5, the 6.1 VM row): the
+    // lookup itself follows the redirect, so the file is gone, not only its data.
+    EXPECT_NE(::stat((mnt() + "/a").c_str(), &st), 0);
+    EXPECT_EQ(read_file(mnt() + "/b"), pattern(6000, 2));
+    EXPECT_TRUE(unmount(mnt()));
+    return;
+  }
   ASSERT_EQ(::stat((mnt() + "/a").c_str(), &st), 0);  // metadata is in the image
   EXPECT_EQ(st.st_size, 5000);
   errno = 0;
@@ -742,16 +759,27 @@ TEST_F(MountTest, MissingObjectFailsOnOpenOthersStillWork) {
   EXPECT_TRUE(unmount(mnt()));
 }
 
-// Documented caveat: without verity nothing checks object contents.
+// Documented caveat: without verity nothing checks object contents.  Where
+// fs-verity works (the VM rows), the tampered object gets fs-verity of its
+// own, so that only the kernel's per-file check can catch it: EIO on open,
+// while the other files still read.
 TEST_F(MountTest, TamperedObjectIsServedWhenVerityIsOff) {
   TreeBuilder t(p("src"));
   t.file("a", pattern(5000, 1));
+  t.file("b", pattern(7000, 2));
   t.stamp_mtimes();
   mkcomposefs(p("src"), p("img.cfs"), p("objects"));
   std::string obj = p("objects") + "/" + fsverity::digest_of(pattern(5000, 1)).object_path();
   std::string tampered = pattern(5000, 99);
-  fs::permissions(obj, fs::perms::owner_write, fs::perm_options::add);
+  // Replaced, not written in place: an object with fs-verity is immutable.
+  ASSERT_EQ(::unlink(obj.c_str()), 0) << obj;
   write_file(obj, tampered);
+  const bool verity_here = fsverity_works_in(p("objects"));
+  if (verity_here) {
+    int fd = ::open(obj.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_TRUE(fsverity::enable(fd));
+    ::close(fd);
+  }
   auto m = mount_image(p("img.cfs"), mnt(), options({p("objects")}));
   ASSERT_TRUE(m) << m.error().message();
   EXPECT_EQ(read_file(mnt() + "/a"), tampered);
@@ -760,13 +788,17 @@ TEST_F(MountTest, TamperedObjectIsServedWhenVerityIsOff) {
   Options o = options({p("objects")});
   o.verity = Verity::Require;
   auto v = mount_image(p("img.cfs"), mnt(), o);
-  if (v) {
+  if (verity_here) {
+    ASSERT_TRUE(v) << v.error().message();
+    errno = 0;
     int fd = ::open((mnt() + "/a").c_str(), O_RDONLY | O_CLOEXEC);
     EXPECT_LT(fd, 0);
     EXPECT_EQ(errno, EIO);
     if (fd >= 0) ::close(fd);
+    EXPECT_EQ(read_file(mnt() + "/b"), pattern(7000, 2));
     EXPECT_TRUE(unmount(mnt()));
   } else {
+    ASSERT_FALSE(v);
     EXPECT_EQ(v.error().code(), Errc::VerityMissing) << v.error().message();
   }
 }

@@ -145,8 +145,17 @@ int cmd_init(const Global& g, const std::string& algorithm, std::string path, bo
              bool reset, const std::string& erofs_version,
              const std::vector<std::string>& extra_versions) {
   InitOptions o;
-  auto alg = parse_algorithm(algorithm);
+  // init's --algorithm, else the global --hash (never ignored: the two must
+  // agree when both are given), else sha512 (composefs-rs's default).
+  auto global = cli_hash(g);
+  if (!global) return tools::fail(kTool, global.error());
+  auto alg = parse_algorithm(
+      algorithm.empty() ? algorithm_name(global->value_or(fsverity::HashAlg::Sha512)) : algorithm);
   if (!alg) return tools::fail(kTool, alg.error());
+  if (*global && **global != *alg)
+    return tools::fail(kTool, Error(Errc::InvalidArgument,
+                                    fmt::format("--hash {} disagrees with init --algorithm {}",
+                                                g.hash, algorithm)));
   o.alg = *alg;
   o.insecure = insecure || g.insecure;
   // init's own --erofs-version, else the global one, else 1 (composefs-rs).
@@ -447,10 +456,12 @@ static int tool_main(int argc, char** argv) {
                "Don't write meta.json into an old repository that lacks one");
   app.add_flag("--no-repo", g.no_repo, "Don't open a repository (compute-id, create-dumpfile)");
 
-  std::string algorithm = "fsverity-sha512-12", init_path, init_erofs;
+  std::string algorithm, init_path, init_erofs;
   bool init_insecure = false, reset = false;
   auto* c_init = app.add_subcommand("init", "Initialize a new composefs repository");
-  c_init->add_option("--algorithm", algorithm, "fsverity-sha256-12 or fsverity-sha512-12");
+  c_init->add_option("--algorithm", algorithm,
+                     "fsverity-sha256-12 or fsverity-sha512-12 (default: from --hash, else "
+                     "fsverity-sha512-12)");
   c_init->add_option("PATH", init_path, "Repository directory (default: the --repo one)");
   c_init->add_flag("--insecure", init_insecure, "Don't require fs-verity (e.g. on tmpfs)");
   c_init->add_flag("--reset-metadata", reset,

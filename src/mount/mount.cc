@@ -291,9 +291,10 @@ Result<ErofsLayer> mount_erofs(int image_fd, const std::string& image_name, bool
     if (mnt.error().sys_errno() != ENOTBLK)
       return tl::unexpected(std::move(mnt.error()).context("mounting the image"));
     if (m == ErofsMethod::File)
-      return tl::unexpected(std::move(mnt.error())
-                                .context("this kernel's EROFS cannot mount a file (Linux >= 6.12 "
-                                         "with CONFIG_EROFS_FS_BACKED_BY_FILE)"));
+      return errorf(Errc::Unsupported,
+                    "this kernel's EROFS cannot mount a file (Linux >= 6.12 with "
+                    "CONFIG_EROFS_FS_BACKED_BY_FILE): {}",
+                    mnt.error().message());
     m = ErofsMethod::Loop;
   }
   if (m == ErofsMethod::Loop) {
@@ -388,41 +389,37 @@ Attempt overlay_new_api(Layers& l, const Options& opts, bool by_fd, Verity& veri
           "verity option");
     }
   }
+  // A refusal at `step`: the next method, or a real failure.
+  auto refused = [](OverlayStep step, Error e) {
+    return refusal_is_unsupported(step, e.sys_errno()) ? unsupported(std::move(e))
+                                                       : failed(std::move(e));
+  };
   if (by_fd) {
-    // Kernels before 6.13 take layer options only as strings: EINVAL.
-    if (auto s = ctx->set_fd("lowerdir+", l.erofs.mnt.get()); !s) {
-      if (s.error().sys_errno() == EINVAL) return unsupported(s.error());
-      return fail(s.error());
-    }
+    const OverlayStep st = OverlayStep::LayerFd;
+    if (auto s = ctx->set_fd("lowerdir+", l.erofs.mnt.get()); !s) return refused(st, s.error());
     for (const Dir& b : l.basedirs)
       if (auto s = ctx->set_fd("datadir+", b.fd.get()); !s)
-        return fail(std::move(s.error()).context(b.path));
+        return refused(st, std::move(s.error()).context(b.path));
     if (l.upper) {
       if (auto s = ctx->set_fd("upperdir", l.upper->fd.get()); !s)
-        return fail(std::move(s.error()).context(l.upper->path));
+        return refused(st, std::move(s.error()).context(l.upper->path));
       if (auto s = ctx->set_fd("workdir", l.work->fd.get()); !s)
-        return fail(std::move(s.error()).context(l.work->path));
+        return refused(st, std::move(s.error()).context(l.work->path));
     }
   } else {
     auto path = l.erofs.path(opts.tmpdir);
     if (!path) return fail(path.error());
-    // Kernels before 6.7 have no lowerdir+ (EINVAL): the legacy syntax may work.
-    if (auto s = ctx->set_string("lowerdir+", *path); !s) {
-      if (s.error().sys_errno() == EINVAL) return unsupported(s.error());
-      return fail(s.error());
-    }
+    const OverlayStep st = OverlayStep::LayerString;
+    if (auto s = ctx->set_string("lowerdir+", *path); !s) return refused(st, s.error());
     for (const Dir& b : l.basedirs)
-      if (auto s = ctx->set_string("datadir+", b.path); !s) return fail(s.error());
+      if (auto s = ctx->set_string("datadir+", b.path); !s) return refused(st, s.error());
     if (l.upper) {
-      if (auto s = ctx->set_string("upperdir", l.upper->path); !s) return fail(s.error());
-      if (auto s = ctx->set_string("workdir", l.work->path); !s) return fail(s.error());
+      if (auto s = ctx->set_string("upperdir", l.upper->path); !s) return refused(st, s.error());
+      if (auto s = ctx->set_string("workdir", l.work->path); !s) return refused(st, s.error());
     }
   }
-  if (auto s = ctx->create(); !s) {
-    // Kernels before 6.15 refuse a detached mount as a layer only here.
-    if (by_fd && s.error().sys_errno() == EINVAL) return unsupported(s.error());
-    return fail(s.error());
-  }
+  if (auto s = ctx->create(); !s)
+    return refused(by_fd ? OverlayStep::CreateFd : OverlayStep::CreateString, s.error());
   uint64_t attr = opts.mount_attr | (opts.read_only ? kAttrRdonly : 0);
   auto mnt = ctx->fsmount(attr);
   if (!mnt) return fail(mnt.error());
@@ -452,40 +449,105 @@ unsigned long ms_flags(uint64_t attr) {
   return f;
 }
 
-// mount(2) with "lowerdir=IMAGE::OBJECTS...": data-only layers (Linux >= 6.5).
-Status overlay_legacy(Layers& l, const Options& opts, int target_fd, Verity& verity, bool was_try,
-                      std::vector<std::string>& notes) {
+// mount(2) with the layers in one option string: "lowerdir=IMAGE::OBJECTS..."
+// (data-only layers, Linux >= 6.5), else, as the C reference does on older
+// kernels, "lowerdir=IMAGE:OBJECTS..." (the stores as ordinary lower layers).
+// `forms` lists which of the two to try (true: data-only).  When every form
+// is refused and verity was required, one more mount without verity= (on a
+// temporary directory, undone at once) tells whether the kernel's overlayfs
+// lacks the option, so the refusal can say so.
+Status overlay_legacy(Layers& l, const Options& opts, int target_fd, const std::vector<bool>& forms,
+                      Verity& verity, bool was_try, std::vector<std::string>& notes,
+                      OverlayMethod* used) {
   CFS_TRY_ASSIGN(std::string image, l.erofs.path(opts.tmpdir));
-  std::string data = "metacopy=on,redirect_dir=on,lowerdir=" + escape_option(image);
-  for (const Dir& b : l.basedirs) data += "::" + escape_option(b.path);
-  if (l.upper)
-    data += ",upperdir=" + escape_option(l.upper->path) + ",workdir=" + escape_option(l.work->path);
+  auto options_for = [&](bool data_only, Verity v) {
+    std::string data = "metacopy=on,redirect_dir=on,lowerdir=" + escape_option(image);
+    for (const Dir& b : l.basedirs) data += (data_only ? "::" : ":") + escape_option(b.path);
+    if (l.upper)
+      data +=
+          ",upperdir=" + escape_option(l.upper->path) + ",workdir=" + escape_option(l.work->path);
+    if (const char* s = verity_value(v)) data += fmt::format(",verity={}", s);
+    return data;
+  };
   const std::string target = fmt::format("/proc/self/fd/{}", target_fd);
   unsigned long flags = ms_flags(opts.mount_attr | (opts.read_only ? kAttrRdonly : 0)) | MS_SILENT;
-  for (;;) {
-    std::string full = data;
-    if (const char* v = verity_value(verity)) full += fmt::format(",verity={}", v);
-    if (full.size() > kMaxLegacyOptions)
-      return errorf(Errc::TooBig, "overlay options too long for mount(2) ({} bytes)", full.size());
-    if (::mount(opts.source.c_str(), target.c_str(), "overlay", flags, full.c_str()) == 0)
-      return {};
-    int e = errno;
-    if (e == EINVAL && was_try && verity != Verity::Off) {
-      verity = Verity::Off;  // maybe no verity= before 6.6: try once without
-      notes.push_back("tryverity: mounting without fs-verity: overlayfs refused verity=");
-      continue;
+  auto try_mount = [&](const std::string& where, bool data_only, Verity v) -> int {
+    std::string data = options_for(data_only, v);
+    if (data.size() > kMaxLegacyOptions) return E2BIG;
+    return ::mount(opts.source.c_str(), where.c_str(), "overlay", flags, data.c_str()) == 0 ? 0
+                                                                                            : errno;
+  };
+  int e = 0;
+  for (bool data_only : forms) {
+    for (;;) {
+      e = try_mount(target, data_only, verity);
+      if (e == 0) {
+        *used = data_only ? OverlayMethod::Legacy : OverlayMethod::LegacyLower;
+        if (!data_only)
+          notes.push_back(
+              "this kernel's overlayfs has no data-only layers (Linux >= 6.5): the object "
+              "directories are mounted as ordinary lower layers");
+        return {};
+      }
+      if (e == EINVAL && was_try && verity != Verity::Off) {
+        verity = Verity::Off;  // maybe no verity= before 6.6: try once without
+        notes.push_back("tryverity: mounting without fs-verity: overlayfs refused verity=");
+        continue;
+      }
+      break;
     }
-    std::string hint = e == EINVAL ? " (this kernel's overlayfs may lack data-only layers, "
-                                     "Linux >= 6.5, or metacopy; see the kernel log)"
-                                   : "";
-    return tl::unexpected(
-        Error(errc_from_errno(e), fmt::format("mount(overlay): {}{}", std::strerror(e), hint), e));
+    if (e == E2BIG)
+      return errorf(Errc::TooBig, "overlay options too long for mount(2) (over {} bytes)",
+                    kMaxLegacyOptions);
+    const OverlayStep step = data_only ? OverlayStep::LegacyDataOnly : OverlayStep::LegacyLower;
+    if (!refusal_is_unsupported(step, e)) break;
   }
+  // EINVAL does not say which option the kernel lacks: mount once more
+  // without verity= and with either layer syntax, on a temporary directory
+  // (undone at once), to name what is missing instead of guessing.
+  if (e == EINVAL) {
+    const bool forced_data_only = forms.size() == 1 && forms[0];
+    if (verity != Verity::Off || forced_data_only) {
+      CFS_TRY_ASSIGN(auto probe, TempMountDir::create(opts.tmpdir));
+      for (bool data_only : {true, false}) {
+        if (try_mount(probe->path(), data_only, Verity::Off) != 0) continue;
+        probe->set_mounted();  // undone by its destructor
+        if (verity != Verity::Off)
+          return errorf(Errc::Unsupported,
+                        "this kernel's overlayfs refuses verity={} (the option needs Linux >= "
+                        "6.6), so it cannot enforce the objects' fs-verity digests that verity "
+                        "and digest= ask for; refusing to mount (noverity mounts without that "
+                        "check; the image's own digest= is still verified)",
+                        verity_value(verity));
+        if (!data_only)
+          return errorf(Errc::Unsupported,
+                        "this kernel's overlayfs has no data-only layers ('::', Linux >= 6.5)");
+        break;
+      }
+    }
+  }
+  std::string hint = e == EINVAL ? " (this kernel's overlayfs may lack data-only layers, "
+                                   "Linux >= 6.5, or metacopy; see the kernel log)"
+                                 : "";
+  return tl::unexpected(
+      Error(errc_from_errno(e), fmt::format("mount(overlay): {}{}", std::strerror(e), hint), e));
 }
 
 }  // namespace
 
 // ---------------------------------------------------------------- public
+
+bool refusal_is_unsupported(OverlayStep step, int e) {
+  switch (step) {
+    case OverlayStep::LayerFd: return e == EINVAL || e == EBADF;
+    case OverlayStep::LayerString:
+    case OverlayStep::CreateFd:
+    case OverlayStep::LegacyDataOnly: return e == EINVAL;
+    case OverlayStep::CreateString:
+    case OverlayStep::LegacyLower: return false;
+  }
+  return false;
+}
 
 std::string_view to_string(Verity v) {
   switch (v) {
@@ -513,6 +575,7 @@ std::string_view to_string(OverlayMethod m) {
     case OverlayMethod::FdLayers: return "fd-layers";
     case OverlayMethod::PathLayers: return "path-layers";
     case OverlayMethod::Legacy: return "legacy";
+    case OverlayMethod::LegacyLower: return "legacy-lower";
   }
   return "?";
 }
@@ -589,8 +652,11 @@ Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, cons
   auto try_new_api = [&](bool by_fd) -> Result<std::optional<UniqueFd>> {
     Attempt a = overlay_new_api(layers, opts, by_fd, verity, was_try, out.notes);
     if (a.mnt) return std::optional<UniqueFd>(std::move(*a.mnt));
-    // Forced, or a real failure: report it.  Otherwise the next method.
-    if (!a.method_unsupported || m != OverlayMethod::Auto) return tl::unexpected(*a.error);
+    // A real failure: report it.  Forced on a kernel without it: say so.
+    if (!a.method_unsupported) return tl::unexpected(*a.error);
+    if (m != OverlayMethod::Auto)
+      return errorf(Errc::Unsupported, "this kernel's overlayfs cannot mount with {}: {}",
+                    to_string(m), a.error->message());
     if (!first_error) first_error = *a.error;
     return std::optional<UniqueFd>();
   };
@@ -606,15 +672,18 @@ Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, cons
   if (ovl) {
     CFS_TRY(attach(ovl->get(), target.get(), mountpoint));
   } else {
-    auto st = overlay_legacy(layers, opts, target.get(), verity, was_try, out.notes);
+    std::vector<bool> forms;
+    if (m == OverlayMethod::Auto || m == OverlayMethod::Legacy) forms.push_back(true);
+    if (m == OverlayMethod::Auto || m == OverlayMethod::LegacyLower) forms.push_back(false);
+    auto st = overlay_legacy(layers, opts, target.get(), forms, verity, was_try, out.notes,
+                             &out.overlay_method);
     if (!st) {
-      if (first_error)
+      if (first_error && st.error().code() != Errc::Unsupported)
         return tl::unexpected(
             std::move(st.error())
                 .context(fmt::format("the new mount API failed too ({})", first_error->message())));
       return tl::unexpected(std::move(st.error()));
     }
-    out.overlay_method = OverlayMethod::Legacy;
   }
   out.verity = verity;
   return out;  // the EROFS mount, its directory and loop device go here

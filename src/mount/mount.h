@@ -33,15 +33,39 @@ enum class ErofsMethod {
   Legacy,  // mount(2) (no fsopen: ENOSYS); the file, else a loop device
 };
 
-// How the overlay gets its layers.
+// How the overlay gets its layers.  Auto goes down this list, moving on only
+// when the kernel's refusal means it lacks the method (refusal_is_unsupported).
 enum class OverlayMethod {
   Auto,
-  FdLayers,    // fsconfig_set_fd lowerdir+/datadir+: the EROFS mount never appears
-               // anywhere (Linux >= 6.15 for detached layers)
-  PathLayers,  // fsconfig lowerdir+/datadir+ strings; EROFS briefly on a temporary
-               // directory (Linux >= 6.7)
-  Legacy,      // mount(2) with "lowerdir=IMAGE::OBJECTS1::OBJECTS2" (Linux >= 6.5)
+  FdLayers,     // fsconfig_set_fd lowerdir+/datadir+: the EROFS mount never appears
+                // anywhere (Linux >= 6.15 for detached layers)
+  PathLayers,   // fsconfig lowerdir+/datadir+ strings; EROFS briefly on a temporary
+                // directory (Linux >= 6.7)
+  Legacy,       // mount(2) with "lowerdir=IMAGE::OBJECTS1::OBJECTS2" (Linux >= 6.5)
+  LegacyLower,  // mount(2) with "lowerdir=IMAGE:OBJECTS1:OBJECTS2": the object
+                // directories as ordinary lower layers, for kernels without
+                // data-only layers (as the C reference does there; the image's
+                // whiteouts hide the stores' 00..ff directories).  No verity=.
 };
+
+// The steps of the overlay ladder at which a kernel refuses what it lacks.
+enum class OverlayStep {
+  LayerFd,         // fsconfig_set_fd lowerdir+ / datadir+ / upperdir / workdir
+  LayerString,     // fsconfig lowerdir+ / datadir+ / upperdir / workdir as strings
+  CreateFd,        // FSCONFIG_CMD_CREATE with layers given by fd
+  CreateString,    // FSCONFIG_CMD_CREATE with layers given as paths
+  LegacyDataOnly,  // mount(2) with "::" data-only layers
+  LegacyLower,     // mount(2) with ":" lower layers
+};
+
+// Whether the kernel refusing `step` with errno `e` means only that it lacks
+// that method, so that Auto tries the next one; otherwise the error is real.
+//   LayerFd: EINVAL (no lowerdir+ key before 6.7) or EBADF (6.7 to 6.12 take
+//            layer keys as strings only; their fsconfig rejects a mount fd);
+//   LayerString: EINVAL (no lowerdir+ before 6.7, or a legacy parser);
+//   CreateFd: EINVAL (a detached mount as a layer, before 6.15);
+//   LegacyDataOnly: EINVAL ("::" unknown before 6.5).
+bool refusal_is_unsupported(OverlayStep step, int e);
 
 struct Options {
   // Object directories ("basedirs"), searched in order for each file's data.
