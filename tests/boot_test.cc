@@ -195,13 +195,14 @@ TEST(BootTransform, HardlinksIntoBootAreRehomed) {
   }
 }
 
-TEST(BootTransform, SubsecondDirectoryMtimesAreListed) {
+TEST(BootTransform, SubsecondMtimesAreListed) {
   Tree t = parse(dir("/") + dir("/boot", "1.5") + dir("/etc", "1.5") + dir("/etc/x", "1.0") +
-                 dir("/usr", "7.25") + dir("/sysroot", "1.0"));
+                 "/etc/y 0 100644 1 0 0 0 3.000000001 - - -\n" + dir("/usr", "7.25") +
+                 dir("/sysroot", "1.0"));
   size_t total = 0;
-  auto p = boot::subsecond_directory_mtimes(t, 10, &total);
-  EXPECT_EQ(p, (std::vector<std::string>{"/etc", "/usr"}));
-  EXPECT_EQ(total, 2u);
+  auto p = boot::subsecond_mtimes(t, 2, &total);
+  EXPECT_EQ(p, (std::vector<std::string>{"/etc", "/etc/y"}));
+  EXPECT_EQ(total, 3u);
 }
 
 TEST(BootTransform, XattrModeNames) {

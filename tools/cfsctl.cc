@@ -17,7 +17,7 @@
 
 #include "base/fd.h"
 #include "boot/cmdline.h"
-#include "boot/transform.h"
+#include "boot/directory.h"
 #include "cfsctl_oci.h"
 #include "cfsctl_uki.h"
 #include "common.h"
@@ -120,50 +120,36 @@ boot::BootOptions boot_options(const FsOpts& f) {
 
 // bootc #2194: a directory's own mtimes (set by whatever wrote into it, with
 // nanoseconds) are not what a tar layer of it records, so its OCI image
-// seals to another digest.  Said before the transformation empties /boot.
+// seals to another digest.  Said before the transformation empties /boot
+// (whose entries never reach the image).
 void warn_subsecond_mtimes(const Tree& tree) {
   size_t total = 0;
-  auto paths = boot::subsecond_directory_mtimes(tree, 5, &total);
+  auto paths = boot::subsecond_mtimes(tree, 5, &total);
   if (!total) return;
   std::string list;
   for (const auto& p : paths) list += (list.empty() ? "" : ", ") + p;
   if (total > paths.size()) list += fmt::format(", and {} more", total - paths.size());
   std::fprintf(stderr,
-               "%s: warning: %zu directories have sub-second mtimes (%s); an OCI image made from "
-               "this tree records whole seconds in its tar layers, so its bootable V0/V1 digest "
-               "will differ from this one (bootc #2194): reset these mtimes or seal from the "
-               "OCI image\n",
+               "%s: warning: %zu entries have sub-second mtimes (%s); an OCI image made from "
+               "this tree records whole seconds in its tar layers, so its bootable digest will "
+               "differ from this one (bootc #2194): reset these mtimes or seal from the OCI "
+               "image\n",
                kTool, total, list.c_str());
 }
 
 // A directory read as composefs-rs reads a container root, then the boot
-// transformation when asked: the policy and entry files from `repo`'s
-// objects when the files went there, else from the directory on disk.
+// transformation when asked (src/boot/directory.h).
 Result<Tree> load_fs(const FsOpts& f, fsverity::HashAlg alg, Repository* repo) {
   CFS_TRY(check_fs_opts(f));
-  CFS_TRY_ASSIGN(auto mode, boot::parse_xattr_mode(f.xattrs));
-  RootOptions ro;
-  ro.alg = alg;
-  ro.transform = !f.no_propagate_usr_to_root;
-  ro.keep_user_xattrs = mode == boot::XattrMode::KeepUserXattrs;
-  ro.repo = repo;
-  CFS_TRY_ASSIGN(Tree tree, read_container_root(f.path, ro));
-  if (!f.bootable) return tree;
-  warn_subsecond_mtimes(tree);
-  if (repo) {
-    auto reader = [repo](const Node& n, const std::string& path) -> Result<std::string> {
-      if (!n.digest) return errorf(Errc::NotFound, "{} names no object", path);
-      CFS_TRY_ASSIGN(UniqueFd fd, repo->open_object(*n.digest));
-      return read_fd(fd.get(), 64 << 20);
-    };
-    auto entries = boot::transform_for_boot(tree, reader, boot_options(f));
-    if (!entries) return tl::unexpected(std::move(entries.error()).context(f.path));
-    return tree;
-  }
-  CFS_TRY_ASSIGN(UniqueFd rootfd, open_at(AT_FDCWD, f.path, O_RDONLY | O_DIRECTORY));
-  auto st = boot::transform_for_boot_from_dir(tree, rootfd.get(), boot_options(f));
-  if (!st) return tl::unexpected(std::move(st.error()).context(f.path));
-  return tree;
+  boot::DirectoryOptions o;
+  o.alg = alg;
+  o.transform = !f.no_propagate_usr_to_root;
+  CFS_TRY_ASSIGN(o.xattrs, boot::parse_xattr_mode(f.xattrs));
+  o.bootable = f.bootable;
+  o.boot = boot_options(f);
+  o.repo = repo;
+  o.inspect = warn_subsecond_mtimes;
+  return boot::read_directory(f.path, o);
 }
 
 // The hash of commands that need no repository: the repository's when one

@@ -148,14 +148,14 @@ Status transform_for_boot_from_dir(Tree& tree, int rootfd, const BootOptions& op
   return {};
 }
 
-std::vector<std::string> subsecond_directory_mtimes(const Tree& tree, size_t max, size_t* total) {
+std::vector<std::string> subsecond_mtimes(const Tree& tree, size_t max, size_t* total) {
   std::vector<std::string> out;
   size_t count = 0;
   Node* root = tree.root();
   if (root) {
     std::unordered_set<const Node*> skip;
     walk_entries(root, skip, [&](Node* c) {
-      if (c->link_to || !c->is_dir() || c->mtime_nsec == 0) return;
+      if (c->link_to || c->mtime_nsec == 0) return;
       if (c->parent == root && (c->name == "boot" || c->name == "sysroot")) return;
       count++;
       if (out.size() < max) out.push_back(c->path());

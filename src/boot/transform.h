@@ -62,13 +62,13 @@ Result<std::vector<BootEntry>> transform_for_boot(Tree& tree, const selinux::Fil
 // scanned from.
 Status transform_for_boot_from_dir(Tree& tree, int rootfd, const BootOptions& opts = {});
 
-// Directories whose mtime has a nonzero nanosecond part, in depth-first byte
-// order (at most `max`).  A tar layer made from such a tree usually records
-// whole seconds, so the OCI image of a directory with such mtimes gets
-// another V0/V1 digest than the directory itself (bootc #2194): seal from
-// the OCI image, or reset the mtimes.  / and the emptied /boot and /sysroot
-// take /usr's mtime and are not listed.
-std::vector<std::string> subsecond_directory_mtimes(const Tree& tree, size_t max,
-                                                    size_t* total = nullptr);
+// Entries whose mtime has a nonzero nanosecond part, in depth-first byte
+// order (at most `max`; `total` gets the count).  A tar layer records whole
+// seconds (umoci rounds to the nearest), so the OCI image of a directory
+// with such mtimes gets another bootable digest than the directory itself
+// (bootc #2194: a directory written into carries a live nanosecond mtime):
+// seal from the OCI image, or reset the mtimes.  The emptied /boot and
+// /sysroot, which take /usr's mtime, are not listed.
+std::vector<std::string> subsecond_mtimes(const Tree& tree, size_t max, size_t* total = nullptr);
 
 }  // namespace cfs::boot
