@@ -193,6 +193,15 @@ TEST_F(BootCli, ComputeKarg) {
   std::string s256 = cfsctl("--no-repo --hash sha256 compute-id --bootable " + Q(root_));
   EXPECT_EQ(cfsctl("--no-repo --hash sha256 compute-karg " + Q(root_)),
             "composefs.digest=v1-sha256-12:" + s256);
+  // That digest is the C-identical mkcomposefs's image of the bootable
+  // tree's dump (labels, emptied /boot, the re-homed hardlink).
+  write_file(tmp_->path() + "/boot.dump",
+             cfsctl("--no-repo --hash sha256 create-dumpfile --bootable " + Q(root_)) + "\n");
+  EXPECT_EQ(must(Q(tool("mkcomposefs")) +
+                 " --from-file --min-version=1 --max-version=1 "
+                 "--print-digest-only " +
+                 Q(tmp_->path() + "/boot.dump")),
+            s256);
 }
 
 TEST_F(BootCli, KernelMountHasEmptyBootAndLibselinuxLabels) {
@@ -307,9 +316,27 @@ TEST_F(BootCli, MtimeRulesAndTheSubsecondWarning) {
   };
   EXPECT_NE(line(now.out, "/boot").find(" 1700000000.0 "), std::string::npos) << now.out;
   EXPECT_NE(line(old.out, "/boot").find(" 1700000000.250000000 "), std::string::npos) << old.out;
-  std::string id_now = cfsctl("--no-repo compute-id --bootable " + Q(copy));
-  std::string id_old = cfsctl("--no-repo compute-id --bootable --bootable-compat 0.9.0 " + Q(copy));
+  std::string id_now = cfsctl("--no-repo --hash sha256 compute-id --bootable " + Q(copy));
+  std::string id_old = cfsctl(
+      "--no-repo --hash sha256 compute-id --bootable --bootable-compat "
+      "0.9.0 " +
+      Q(copy));
   std::cout << "bootable V1 digests of one tree: #396 " << id_now << ", 0.9.0 " << id_old << "\n";
+  // Both are the C-identical mkcomposefs's images of the #396 tree, as it
+  // is and with /boot's own nanoseconds back.
+  std::string dump = cfsctl("--no-repo --hash sha256 create-dumpfile --bootable " + Q(copy));
+  std::string edited = dump;
+  std::string boot_line = line(dump, "/boot");
+  std::string fixed = boot_line;
+  fixed.replace(fixed.find(" 1700000000.0 "), 14, " 1700000000.250000000 ");
+  edited.replace(edited.find(boot_line), boot_line.size(), fixed);
+  write_file(copy + ".dump", dump + "\n");
+  write_file(copy + ".old.dump", edited + "\n");
+  std::string mk = Q(tool("mkcomposefs")) +
+                   " --from-file --min-version=1 --max-version=1 "
+                   "--print-digest-only ";
+  EXPECT_EQ(must(mk + Q(copy + ".dump")), id_now);
+  EXPECT_EQ(must(mk + Q(copy + ".old.dump")), id_old);
   EXPECT_NE(id_now, id_old);
   // The warning names /etc (whose own mtime a tar layer would not keep),
   // not /boot (which takes /usr's).
