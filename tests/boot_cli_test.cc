@@ -23,6 +23,7 @@
 #include "oci/pull.h"
 #include "oci/repo_store.h"
 #include "repository/repository.h"
+#include "tar_builder.h"
 #include "test_util.h"
 
 namespace cfs::test {
@@ -348,6 +349,39 @@ TEST_F(BootCli, MtimeRulesAndTheSubsecondWarning) {
   auto r = run(Q(tool("cfsctl")) + " --no-repo compute-id --bootable " + Q(copy));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("/sysroot does not exist"), std::string::npos) << r.err;
+}
+
+// A layer whose /boot mtime has nanoseconds (a PAX record): the UKI that
+// composefs-rs 0.9.0 sealed for it names a boot image that #396 no longer
+// makes; --expected-digest finds it with --bootable-compat 0.9.0.
+TEST_F(BootCli, ExpectedDigestOfThe090Rule) {
+  std::string d = tmp_->path() + "/nsec-oci";
+  fs::create_directories(d);
+  must("cd " + Q(d) + " && umoci init --layout img && umoci new --image img:t");
+  TarBuilder b;
+  b.dir("usr/").file("usr/x", "x").dir("sysroot/");
+  TarBuilder::Entry boot;
+  boot.name = "boot/";
+  boot.type = '5';
+  boot.mode = 0755;
+  boot.pax = {{"mtime", "1700000000.5"}};
+  b.add(boot);
+  write_file(d + "/l.tar", b.finish());
+  must("cd " + Q(d) + " && umoci raw add-layer --image img:t l.tar");
+  std::string r = repo("nsec-repo", "--algorithm fsverity-sha256-12");
+  std::string src = Q("oci:" + d + "/img:t");
+  cfsctl("--repo " + Q(r) + " oci pull " + src + " t");
+  std::string now = cfsctl("--repo " + Q(r) + " oci compute-id --bootable t");
+  std::string old =
+      cfsctl("--repo " + Q(r) + " oci compute-id --bootable --bootable-compat 0.9.0 t");
+  ASSERT_NE(now, old);
+  auto miss = run(Q(tool("cfsctl")) + " --repo " + Q(r) + " oci pull " + src +
+                  " t --bootable --expected-digest " + old);
+  EXPECT_NE(miss.status, 0);
+  EXPECT_NE(cfsctl("--repo " + Q(r) + " oci pull " + src +
+                   " t --bootable --bootable-compat 0.9.0 --expected-digest " + old)
+                .find("Boot image: " + old + " (xattr-mode=allowlist-only, format-version=V1)"),
+            std::string::npos);
 }
 
 }  // namespace
