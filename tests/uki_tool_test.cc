@@ -91,14 +91,32 @@ TEST_F(UkiTool, KargFormsDualAndInsecure) {
   }
 }
 
+// --composefs-from seals the digest cfsctl compute-karg gives the same tree.
+TEST_F(UkiTool, SealsTheBootableDigestOfADirectory) {
+  std::string root = t_ / "root";
+  ASSERT_EQ(run("mkdir -p " + shell_quote(root) + "/usr/bin " + shell_quote(root) + "/boot " +
+                shell_quote(root) + "/sysroot && echo x > " + shell_quote(root) + "/usr/bin/x")
+                .status,
+            0);
+  for (std::string hash : {"sha512", "sha256"}) {
+    auto k = cfsctl("--no-repo --hash " + hash + " compute-karg " + shell_quote(root));
+    ASSERT_EQ(k.status, 0) << k.err;
+    auto r = cfsctl(base() + " --composefs-from " + shell_quote(root) + " --composefs-hash " +
+                    hash + " --composefs-karg digest --output " + shell_quote(t_ / "d.efi"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(inspect(t_ / "d.efi")["cmdline"], trim(k.out));
+  }
+}
+
 TEST_F(UkiTool, Refusals) {
   std::string out = " --output " + shell_quote(t_ / "x.efi");
   struct Case {
     std::string args, expect;
   };
   const Case cases[] = {
-      {"--composefs-from " + t_.path(), "not implemented yet"},
-      {"--composefs-from oci:fedora", "not implemented yet"},
+      {"--composefs-from " + t_.path(), "\"usr\" does not exist"},
+      {"--composefs-from oci:fedora", "needs its repository"},
+      {"--composefs-from " + t_.path() + " --composefs-digest " + kV1, "exclude each other"},
       {"--composefs-digest abc", "64 (sha256) or 128 (sha512)"},
       {"--composefs-digest " + std::string(127, 'a') + "g", "not hex"},
       {"--composefs-digest v2-sha512-12:" + kV1, "--composefs-digest-v2"},

@@ -16,6 +16,8 @@
 #include <optional>
 
 #include "base/fd.h"
+#include "boot/cmdline.h"
+#include "boot/directory.h"
 #include "cfsctl_oci.h"
 #include "cfsctl_uki.h"
 #include "common.h"
@@ -59,6 +61,7 @@ struct FsOpts {
   bool bootable = false;
   bool no_propagate_usr_to_root = false;
   std::string xattrs = "allowlist-only";
+  std::string bootable_compat;  // "", or "0.9.0": composefs-rs 0.9.0's /boot mtime rule
 };
 
 Result<std::string> repo_path(const Global& g) {
@@ -100,15 +103,53 @@ Result<Repository> open_repo(const Global& g) {
 }
 
 Status check_fs_opts(const FsOpts& f) {
-  if (f.bootable) return make_error(Errc::Unsupported, "--bootable is not supported yet");
-  if (f.xattrs != "allowlist-only" && f.xattrs != "keep-user-xattrs")
-    return errorf(Errc::InvalidArgument,
-                  "invalid xattr filtering mode \"{}\" (expected \"allowlist-only\" or "
-                  "\"keep-user-xattrs\")",
-                  f.xattrs);
-  if (f.xattrs == "keep-user-xattrs")
-    return make_error(Errc::Unsupported, "--xattrs keep-user-xattrs is not supported yet");
+  CFS_TRY(boot::parse_xattr_mode(f.xattrs));
+  if (!f.bootable_compat.empty() && f.bootable_compat != "0.9.0")
+    return errorf(Errc::InvalidArgument, "invalid --bootable-compat '{}' (0.9.0)",
+                  f.bootable_compat);
+  if (!f.bootable_compat.empty() && !f.bootable)
+    return make_error(Errc::InvalidArgument, "--bootable-compat needs --bootable");
   return {};
+}
+
+boot::BootOptions boot_options(const FsOpts& f) {
+  boot::BootOptions o;
+  if (f.bootable_compat == "0.9.0") o.mtime = boot::MtimeRule::SecondsOnly;
+  return o;
+}
+
+// bootc #2194: a directory's own mtimes (set by whatever wrote into it, with
+// nanoseconds) are not what a tar layer of it records, so its OCI image
+// seals to another digest.  Said before the transformation empties /boot
+// (whose entries never reach the image).
+void warn_subsecond_mtimes(const Tree& tree) {
+  size_t total = 0;
+  auto paths = boot::subsecond_mtimes(tree, 5, &total);
+  if (!total) return;
+  std::string list;
+  for (const auto& p : paths) list += (list.empty() ? "" : ", ") + p;
+  if (total > paths.size()) list += fmt::format(", and {} more", total - paths.size());
+  std::fprintf(stderr,
+               "%s: warning: %zu entries have sub-second mtimes (%s); an OCI image made from "
+               "this tree records whole seconds in its tar layers, so its bootable digest will "
+               "differ from this one (bootc #2194): reset these mtimes or seal from the OCI "
+               "image\n",
+               kTool, total, list.c_str());
+}
+
+// A directory read as composefs-rs reads a container root, then the boot
+// transformation when asked (src/boot/directory.h).
+Result<Tree> load_fs(const FsOpts& f, fsverity::HashAlg alg, Repository* repo) {
+  CFS_TRY(check_fs_opts(f));
+  boot::DirectoryOptions o;
+  o.alg = alg;
+  o.transform = !f.no_propagate_usr_to_root;
+  CFS_TRY_ASSIGN(o.xattrs, boot::parse_xattr_mode(f.xattrs));
+  o.bootable = f.bootable;
+  o.boot = boot_options(f);
+  o.repo = repo;
+  o.inspect = warn_subsecond_mtimes;
+  return boot::read_directory(f.path, o);
 }
 
 // The hash of commands that need no repository: the repository's when one
@@ -199,11 +240,7 @@ int cmd_create_image(const Global& g, const FsOpts& f, const std::optional<std::
   auto repo = open_repo(g);
   if (!repo) return tools::fail(kTool, repo.error());
   if (auto st = repo->ensure_writable(); !st) return tools::fail(kTool, st.error());
-  RootOptions ro;
-  ro.alg = repo->alg();
-  ro.transform = !f.no_propagate_usr_to_root;
-  ro.repo = &*repo;
-  auto tree = read_container_root(f.path, ro);
+  auto tree = load_fs(f, repo->alg(), &*repo);
   if (!tree) return tools::fail(kTool, tree.error());
   // One image per configured format; the default's is named and printed.
   auto images = commit_images(*repo, *tree, name);
@@ -213,25 +250,35 @@ int cmd_create_image(const Global& g, const FsOpts& f, const std::optional<std::
   return finish_output();
 }
 
-int cmd_compute_id(const Global& g, const FsOpts& f, bool dumpfile) {
-  if (auto st = check_fs_opts(f); !st) return tools::fail(kTool, st.error());
-  RootOptions ro;
-  ro.alg = hash_without_repo(g);
-  ro.transform = !f.no_propagate_usr_to_root;
-  auto tree = read_container_root(f.path, ro);
+// compute-id, create-dumpfile and compute-karg: nothing is stored.
+enum class Output { Id, Dump, Karg };
+int cmd_compute_id(const Global& g, const FsOpts& f, Output out) {
+  auto alg = hash_without_repo(g);
+  auto tree = load_fs(f, alg, nullptr);
   if (!tree) return tools::fail(kTool, tree.error());
-  if (dumpfile) {
+  if (out == Output::Dump) {
     tools::print_dump(*tree);
     return finish_output();
   }
   // As composefs-rs: format 1 unless --erofs-version says otherwise.
   auto v = cli_erofs_version(g.erofs_version);
   if (!v) return tools::fail(kTool, v.error());
-  auto image = erofs::build_image(*tree, v->value_or(1));
+  uint32_t version = v->value_or(1);
+  auto image = erofs::build_image(*tree, version);
   if (!image) return tools::fail(kTool, image.error());
   fsverity::Params p;
-  p.alg = ro.alg;
-  print(fsverity::digest_of(*image, p).hex() + "\n");
+  p.alg = alg;
+  fsverity::Digest id = fsverity::digest_of(*image, p);
+  if (out == Output::Id) {
+    print(id.hex() + "\n");
+    return finish_output();
+  }
+  boot::ComposefsKarg k;
+  k.version = version >= 2 ? 2 : 1;
+  k.alg = alg;
+  k.digest.assign(id.bytes().begin(), id.bytes().end());
+  k.insecure = g.insecure;
+  print(boot::render_karg(k) + "\n");
   return finish_output();
 }
 
@@ -512,10 +559,18 @@ static int tool_main(int argc, char** argv) {
   FsOpts fs;
   auto add_fs = [&](CLI::App* c) {
     c->add_option("PATH", fs.path, "The root directory")->required();
-    c->add_flag("--bootable", fs.bootable, "Transform for boot (not supported yet)");
+    c->add_flag("--bootable", fs.bootable,
+                "Transform for boot: empty /boot and /sysroot, SELinux labels from the image's "
+                "own policy");
+    c->add_option("--bootable-compat", fs.bootable_compat,
+                  "0.9.0: composefs-rs 0.9.0's transformation (/boot and /sysroot take only the "
+                  "seconds of /usr's mtime)")
+        ->check(CLI::IsMember({"0.9.0"}));
     c->add_flag("--no-propagate-usr-to-root", fs.no_propagate_usr_to_root,
                 "Keep the tree as it is: no /usr metadata on /, no /run emptying, all xattrs");
-    c->add_option("--xattrs", fs.xattrs, "Which xattrs to keep: allowlist-only (default)");
+    c->add_option("--xattrs", fs.xattrs,
+                  "Which xattrs to keep: allowlist-only (default: security.capability) or "
+                  "keep-user-xattrs (also user.*); no effect with --no-propagate-usr-to-root");
   };
   std::string image_name;
   auto* c_create = app.add_subcommand(
@@ -526,6 +581,18 @@ static int tool_main(int argc, char** argv) {
   add_fs(c_compute);
   auto* c_dumpfile = app.add_subcommand("create-dumpfile", "Print the dump file of a directory");
   add_fs(c_dumpfile);
+  FsOpts karg_fs;
+  auto* c_karg = app.add_subcommand(
+      "compute-karg",
+      "Print the kernel argument naming a directory's bootable image (no repository needed)");
+  c_karg->add_option("PATH", karg_fs.path, "The root directory")->required();
+  c_karg->add_flag("--no-propagate-usr-to-root", karg_fs.no_propagate_usr_to_root,
+                   "Keep the tree as it is: no /usr metadata on /, no /run emptying, all xattrs");
+  c_karg
+      ->add_option("--bootable-compat", karg_fs.bootable_compat,
+                   "0.9.0: composefs-rs 0.9.0's transformation (/boot and /sysroot take only the "
+                   "seconds of /usr's mtime)")
+      ->check(CLI::IsMember({"0.9.0"}));
 
   std::string objects_name;
   auto* c_objects = app.add_subcommand("image-objects", "List the objects an image references");
@@ -555,7 +622,7 @@ static int tool_main(int argc, char** argv) {
   }
   std::signal(SIGPIPE, SIG_IGN);
 
-  if (g.no_repo && !c_compute->parsed() && !c_dumpfile->parsed())
+  if (g.no_repo && !c_compute->parsed() && !c_dumpfile->parsed() && !c_karg->parsed())
     return tools::fail(kTool,
                        Error(Errc::InvalidArgument,
                              "--no-repo is only supported for compute-id and create-dumpfile"));
@@ -570,8 +637,13 @@ static int tool_main(int argc, char** argv) {
   if (c_create->parsed())
     return cmd_create_image(
         g, fs, image_name.empty() ? std::nullopt : std::optional<std::string>(image_name));
-  if (c_compute->parsed()) return cmd_compute_id(g, fs, false);
-  if (c_dumpfile->parsed()) return cmd_compute_id(g, fs, true);
+  if (c_compute->parsed()) return cmd_compute_id(g, fs, Output::Id);
+  if (c_dumpfile->parsed()) return cmd_compute_id(g, fs, Output::Dump);
+  if (c_karg->parsed()) {
+    // Always bootable and allowlist-only (composefs-rs: a sealed image's karg).
+    karg_fs.bootable = true;
+    return cmd_compute_id(g, karg_fs, Output::Karg);
+  }
   if (c_objects->parsed()) return cmd_image_objects(g, objects_name);
   if (c_dump->parsed()) return cmd_dump_files(g, dump_image, dump_paths, backing_only);
   if (c_fsck->parsed()) return cmd_fsck(g, fsck_json);

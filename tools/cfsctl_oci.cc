@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "boot/oci_boot.h"
 #include "common.h"
 #include "dump/dump.h"
 #include "erofs/writer.h"
@@ -92,12 +93,17 @@ Result<uint64_t> parse_size(const std::string& s) {
 
 }  // namespace
 
+struct Options;
+static boot::BootOptions boot_opts(const Options& o);
+
 struct Options {
   CLI::App* oci = nullptr;
   CLI::App *pull = nullptr, *images = nullptr, *inspect = nullptr, *tag = nullptr, *untag = nullptr,
            *layer = nullptr, *dump = nullptr, *compute = nullptr, *mount = nullptr, *fsck = nullptr;
   std::string source, name, digest, mountpoint, creds, authfile, max_layer_size, cert_dir;
   bool tls_verify = true, json = false, manifest = false, config = false;
+  bool bootable = false;
+  std::string xattrs = "allowlist-only", expected_digest, bootable_compat;
   unsigned jobs = 0;
 };
 
@@ -124,6 +130,23 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
   o->pull->add_option("-j,--jobs", o->jobs, "Layers fetched at once (default 4)");
   o->pull->add_option("--max-layer-size", o->max_layer_size,
                       "Uncompressed bytes allowed per layer, e.g. 100G (default 64G)");
+  auto boot_flags = [&](CLI::App* c, bool xattrs) {
+    c->add_flag("--bootable", o->bootable,
+                "The bootable image: /boot and /sysroot emptied, SELinux labels from the image's "
+                "own policy");
+    c->add_option("--bootable-compat", o->bootable_compat,
+                  "0.9.0: composefs-rs 0.9.0's transformation (/boot and /sysroot take only the "
+                  "seconds of /usr's mtime)")
+        ->check(CLI::IsMember({"0.9.0"}));
+    if (xattrs)
+      c->add_option("--xattrs", o->xattrs,
+                    "Which xattrs to keep: allowlist-only (default: security.capability) or "
+                    "keep-user-xattrs (also user.*)");
+  };
+  boot_flags(o->pull, false);
+  o->pull->add_option("--expected-digest", o->expected_digest,
+                      "With --bootable: find the xattr mode and EROFS format whose boot image has "
+                      "this digest (e.g. the one a UKI names) and link it");
   o->images = o->oci->add_subcommand("images", "List the tagged images");
   o->images->alias("list-images");
   o->images->add_flag("--json", o->json, "JSON output");
@@ -143,13 +166,23 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
   o->dump->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
   o->compute = o->oci->add_subcommand("compute-id", "Print an image's composefs image id");
   o->compute->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
+  boot_flags(o->dump, true);
+  boot_flags(o->compute, true);
   o->mount = o->oci->add_subcommand("mount", "Mount an image's composefs image");
   o->mount->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
   o->mount->add_option("MOUNTPOINT", o->mountpoint, "Where")->required();
+  o->mount->add_flag("--bootable", o->bootable,
+                     "Mount the bootable image (linked by oci pull --bootable)");
   o->fsck = o->oci->add_subcommand("fsck", "Check the stored images");
   o->fsck->add_option("IMAGE", o->name, "Only this image");
   o->fsck->add_flag("--json", o->json, "JSON output");
   return o;
+}
+
+static boot::BootOptions boot_opts(const Options& o) {
+  boot::BootOptions b;
+  if (o.bootable_compat == "0.9.0") b.mtime = boot::MtimeRule::SecondsOnly;
+  return b;
 }
 
 bool parsed(const Options* o) { return o && o->oci->parsed(); }
@@ -198,6 +231,18 @@ int run(Options* o, const OpenRepo& open_repo) {
       po.max_layer_bytes = *limit;
     }
     std::string tag = o->name.empty() ? o->source : o->name;
+    if (!o->expected_digest.empty() && !o->bootable)
+      return usage_error(kTool, "--expected-digest needs --bootable");
+    if (!o->bootable_compat.empty() && !o->bootable)
+      return usage_error(kTool, "--bootable-compat needs --bootable");
+    std::optional<fsverity::Digest> expected;
+    if (!o->expected_digest.empty()) {
+      expected = fsverity::Digest::from_hex(repo->alg(), o->expected_digest);
+      if (!expected)
+        return usage_error(
+            kTool, fmt::format("--expected-digest: '{}' is not a {} digest", o->expected_digest,
+                               repository::hash_name(repo->alg())));
+    }
     oci::PullResult res;
     {
       ProgressLine line(0);
@@ -211,6 +256,25 @@ int run(Options* o, const OpenRepo& open_repo) {
     print(fmt::format("verity   {}\n", res.manifest_verity.hex()));
     print(fmt::format("tagged   {}\n", tag));
     print(fmt::format("objects  {}\n", res.stats_line()));
+    if (!o->bootable) return done();
+    auto img = oci::open_image(store, "@" + res.manifest_digest);
+    if (!img) return fail(kTool, img.error());
+    if (expected) {
+      auto m = boot::find_matching_boot_image(store, *img, *expected, boot_opts(*o));
+      if (!m) return fail(kTool, m.error());
+      if (!m->found)
+        return fail(kTool, Error(Errc::NotFound,
+                                 fmt::format("No boot image configuration matched expected digest "
+                                             "{} (tried {} mode/version combinations)",
+                                             expected->hex(), m->tried)));
+      print(fmt::format("Boot image: {} (xattr-mode={}, format-version=V{})\n", m->digest.hex(),
+                        boot::xattr_mode_name(m->mode), m->version));
+      return done();
+    }
+    auto gen =
+        boot::generate_boot_image(store, *img, boot::XattrMode::AllowlistOnly, boot_opts(*o));
+    if (!gen) return fail(kTool, gen.error());
+    print(fmt::format("Boot image: {}\n", gen->id.hex()));
     return done();
   }
   if (o->images->parsed()) {
@@ -294,7 +358,16 @@ int run(Options* o, const OpenRepo& open_repo) {
   if (o->dump->parsed() || o->compute->parsed()) {
     auto img = oci::open_image(store, o->name);
     if (!img) return fail(kTool, img.error());
-    auto tree = oci::image_tree(store, *img);
+    auto mode = boot::parse_xattr_mode(o->xattrs);
+    if (!mode) return usage_error(kTool, mode.error().message());
+    if (!o->bootable_compat.empty() && !o->bootable)
+      return usage_error(kTool, "--bootable-compat needs --bootable");
+    Result<Tree> tree = [&]() -> Result<Tree> {
+      if (!o->bootable)
+        return oci::image_tree(store, *img, *mode == boot::XattrMode::KeepUserXattrs);
+      CFS_TRY_ASSIGN(auto bt, boot::oci_boot_tree(store, *img, *mode, boot_opts(*o)));
+      return std::move(bt.tree);
+    }();
     if (!tree) return fail(kTool, tree.error());
     if (o->dump->parsed()) {
       print_dump(*tree);
@@ -311,7 +384,16 @@ int run(Options* o, const OpenRepo& open_repo) {
   if (o->mount->parsed()) {
     auto img = oci::open_image(store, o->name);
     if (!img) return fail(kTool, img.error());
-    if (!img->image)
+    std::optional<fsverity::Digest> linked = img->image;
+    if (o->bootable) {
+      linked = boot::linked_boot_image(store, *img);
+      if (!linked)
+        return fail(kTool, Error(Errc::NotFound,
+                                 fmt::format("image '{}' has no boot image linked; pull it with "
+                                             "--bootable to build one",
+                                             o->name)));
+    }
+    if (!linked)
       return fail(
           kTool,
           Error(
@@ -320,7 +402,7 @@ int run(Options* o, const OpenRepo& open_repo) {
                   "image '{}' has no composefs image in the repository; pull it again to build one",
                   o->name)));
     // By digest: the image is verified against the id the config names.
-    auto erofs = repo->open_image(img->image->hex());
+    auto erofs = repo->open_image(linked->hex());
     if (!erofs) return fail(kTool, erofs.error());
     mount::Options mo;
     mo.basedirs = {repo->path() + "/objects"};
@@ -328,7 +410,7 @@ int run(Options* o, const OpenRepo& open_repo) {
     mo.allow_insecure = repo->insecure();
     mo.verity = repo->insecure() ? mount::Verity::Off : mount::Verity::Require;
     mo.read_only = true;
-    mo.source = "composefs:" + img->image->hex();
+    mo.source = "composefs:" + linked->hex();
     auto mounted = mount::mount_image_fd(erofs->fd.get(), o->mountpoint, mo);
     if (!mounted) return fail(kTool, mounted.error());
     for (const auto& n : mounted->notes) std::fprintf(stderr, "%s: %s\n", kTool, n.c_str());

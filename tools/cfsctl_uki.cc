@@ -9,6 +9,7 @@
 #include "base/fd.h"
 #include "base/hex.h"
 #include "boot/cmdline.h"
+#include "boot/directory.h"
 #include "common.h"
 #include "pe/authenticode.h"
 #include "pe/builder.h"
@@ -76,6 +77,7 @@ struct Options {
   std::string linux, os_release, uname, cmdline, stub, output, devicetree, splash, microcode;
   std::vector<std::string> initrds, sections, sbat;
   std::string composefs_digest, composefs_digest_v2, composefs_from, karg_form = "both";
+  std::string composefs_hash = "sha512";
   bool composefs_insecure = false, measure = false;
   std::string sb_key, sb_cert;
   std::vector<std::string> pcr_keys, phases;
@@ -122,7 +124,11 @@ void add_build_options(CLI::App* c, Options& o, bool addon) {
       ->check(CLI::IsMember({"both", "digest", "legacy"}));
   c->add_flag("--composefs-insecure", o.composefs_insecure, "Mark the karg insecure ('?')");
   c->add_option("--composefs-from", o.composefs_from,
-                "Compute the digest from a directory or oci:REF (not supported yet)");
+                "Seal the bootable image of this root directory (its V1 digest, as cfsctl "
+                "compute-karg computes it)");
+  c->add_option("--composefs-hash", o.composefs_hash,
+                "The digest's hash for --composefs-from: sha512 (default) or sha256")
+      ->check(CLI::IsMember({"sha256", "sha512"}));
   c->add_option("--pcr-private-key", o.pcr_keys,
                 "Sign PCR 11 policies with this PEM key into .pcrsig (repeatable)");
   c->add_option("--pcr-public-key", o.pcr_public_key,
@@ -231,12 +237,26 @@ Result<DigestArg> parse_digest_arg(std::string v, const char* option) {
 
 // The composefs karg to seal, or "" when no digest was given.
 Result<std::string> composefs_karg(const Options& o) {
-  if (!o.composefs_from.empty())
-    return errorf(Errc::Unsupported,
-                  "--composefs-from {}: computing the boot image digest from a directory or OCI "
-                  "image needs the bootable-image transformation (cfsctl compute-id --bootable), "
-                  "which is not implemented yet; pass --composefs-digest",
-                  o.composefs_from);
+  if (!o.composefs_from.empty()) {
+    if (!o.composefs_digest.empty() || !o.composefs_digest_v2.empty())
+      return make_error(Errc::InvalidArgument,
+                        "--composefs-from and --composefs-digest[-v2] exclude each other");
+    if (o.composefs_from.starts_with("oci:"))
+      return errorf(Errc::Unsupported,
+                    "--composefs-from {}: an OCI image's boot digest needs its repository: "
+                    "pass --composefs-digest $(cfsctl --repo R oci compute-id --bootable REF)",
+                    o.composefs_from);
+    boot::DirectoryOptions d;
+    d.alg = o.composefs_hash == "sha256" ? fsverity::HashAlg::Sha256 : fsverity::HashAlg::Sha512;
+    CFS_TRY_ASSIGN(Tree tree, boot::read_directory(o.composefs_from, d));
+    CFS_TRY_ASSIGN(fsverity::Digest id, boot::image_digest(tree, 1, d.alg));
+    CFS_TRY_ASSIGN(boot::KargForms forms, boot::parse_karg_forms(o.karg_form));
+    boot::SealedDigests s;
+    s.alg = d.alg;
+    s.v1.emplace(id.bytes().begin(), id.bytes().end());
+    s.insecure = o.composefs_insecure;
+    return boot::render_sealed_kargs(s, forms);
+  }
   if (o.composefs_digest.empty() && o.composefs_digest_v2.empty()) return std::string();
   CFS_TRY_ASSIGN(boot::KargForms forms, boot::parse_karg_forms(o.karg_form));
   boot::SealedDigests s;

@@ -243,7 +243,7 @@ Status LayerMerger::end_layer() {
 
 bool allowed_container_xattr(std::string_view key) { return key == "security.capability"; }
 
-Status LayerMerger::transform_for_oci() {
+Status LayerMerger::transform_for_oci(bool keep_user_xattrs) {
   Dir& root = impl_->root;
   // The root takes /usr's metadata; an image without /usr (an application
   // built FROM scratch) keeps the root as its layers left it, where
@@ -264,8 +264,10 @@ Status LayerMerger::transform_for_oci() {
       (*rd)->st.mtime_nsec = usr->st.mtime_nsec;
     }
   }
-  auto filter = [](Stat& st) {
-    std::erase_if(st.xattrs, [](const Xattr& x) { return !allowed_container_xattr(x.key); });
+  auto filter = [keep_user_xattrs](Stat& st) {
+    std::erase_if(st.xattrs, [&](const Xattr& x) {
+      return !allowed_container_xattr(x.key) && !(keep_user_xattrs && x.key.starts_with("user."));
+    });
   };
   std::vector<Dir*> stack{&root};
   std::unordered_set<Leaf*> done;

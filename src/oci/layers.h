@@ -62,7 +62,9 @@ class LayerMerger {
   // (images built FROM scratch, which composefs-rs refuses) the root keeps
   // its own metadata (0755 root:root, mtime 0 when no layer has a root
   // entry) and /run its mtime.  Errors when /usr or /run is not a directory.
-  Status transform_for_oci();
+  // `keep_user_xattrs`: user.* xattrs stay too (composefs-rs's
+  // keep-user-xattrs filtering mode).
+  Status transform_for_oci(bool keep_user_xattrs = false);
 
   // The merged tree; hardlinked inodes are primary at their first path in
   // sorted depth-first order (as a directory scan and composefs-rs pick).

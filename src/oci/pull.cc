@@ -124,13 +124,14 @@ Result<fsverity::Digest> fetch_layer(Store& store, Source& src, const Descriptor
 
 // The layers (streams by diff_id) merged and transformed.
 Result<Tree> merge_layers(const Store& store, const std::vector<std::string>& diff_ids,
-                          const std::map<std::string, fsverity::Digest>& streams) {
+                          const std::map<std::string, fsverity::Digest>& streams,
+                          bool keep_user_xattrs = false) {
   LayerMerger merger;
   for (auto& diff_id : diff_ids) {
     CFS_TRY_ASSIGN(auto r, open_stream(store, streams.at(diff_id), kLayerContentType));
     CFS_TRY(merge_layer_stream(store, r, merger, diff_id));
   }
-  CFS_TRY(merger.transform_for_oci());
+  CFS_TRY(merger.transform_for_oci(keep_user_xattrs));
   return merger.to_tree();
 }
 
@@ -414,8 +415,8 @@ Status untag_image(Store& store, const std::string& tag) {
   return store.set_stream_ref("oci/" + encode_tag(tag), "");
 }
 
-Result<Tree> image_tree(const Store& store, const StoredImage& img) {
-  return merge_layers(store, img.config.diff_ids, img.layers);
+Result<Tree> image_tree(const Store& store, const StoredImage& img, bool keep_user_xattrs) {
+  return merge_layers(store, img.config.diff_ids, img.layers, keep_user_xattrs);
 }
 
 Status write_layer_tar(const Store& store, const std::string& diff_id, int fd) {

@@ -112,8 +112,9 @@ Result<std::vector<TagInfo>> list_tags(const Store& store);
 Status tag_image(Store& store, const std::string& manifest_digest, const std::string& tag);
 Status untag_image(Store& store, const std::string& tag);
 
-// The merged, transformed filesystem of a stored image.
-Result<Tree> image_tree(const Store& store, const StoredImage& img);
+// The merged, transformed filesystem of a stored image; `keep_user_xattrs`:
+// user.* xattrs kept too (the keep-user-xattrs filtering mode).
+Result<Tree> image_tree(const Store& store, const StoredImage& img, bool keep_user_xattrs = false);
 
 // Writes a layer's tar (by diff_id) to `fd`.
 Status write_layer_tar(const Store& store, const std::string& diff_id, int fd);

@@ -13,7 +13,10 @@ Result<Tree> read_container_root(const std::string& path, const RootOptions& opt
   so.alg = opts.alg;
   so.threads = opts.threads;
   if (opts.transform) {
-    so.xattr_filter = [](std::string_view key) { return key == "security.capability"; };
+    bool user = opts.keep_user_xattrs;
+    so.xattr_filter = [user](std::string_view key) {
+      return key == "security.capability" || (user && key.starts_with("user."));
+    };
     // /run's contents are dropped anyway: not reading them also keeps them
     // out of the repository and out of the hardlink counts.
     so.skip_contents = [](const std::string& rel) { return rel == "run"; };

@@ -22,6 +22,9 @@ struct RootOptions {
   // (--no-propagate-usr-to-root): the tree exactly as found, which is what
   // `mkcomposefs --hardlinks` reads.
   bool transform = true;
+  // With the transformation: also keep user.* xattrs (composefs-rs's
+  // keep-user-xattrs filtering mode).
+  bool keep_user_xattrs = false;
   unsigned threads = 0;  // 0: every CPU this process may use
   // Where file contents go; null computes digests only (compute-id).
   Repository* repo = nullptr;
