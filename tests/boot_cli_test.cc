@@ -344,6 +344,15 @@ TEST_F(BootCli, MtimeRulesAndTheSubsecondWarning) {
   EXPECT_NE(now.err.find("sub-second mtimes (/etc)"), std::string::npos) << now.err;
   EXPECT_EQ(cfsctl("--no-repo compute-id --bootable " + Q(root_) + " 2>&1").find("warning"),
             std::string::npos);
+  // Boot resources are collected where composefs-rs collects them (the
+  // files in a repository), so a Type 1 entry naming a missing kernel fails
+  // create-image but not the repository-less compute-id.
+  write_file(copy + "/boot/loader/entries/bad.conf", "linux /nope\n");
+  std::string br = repo("bad-entry", "--algorithm fsverity-sha256-12");
+  auto bad = run(Q(tool("cfsctl")) + " --repo " + Q(br) + " create-image --bootable " + Q(copy));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("/nope does not exist"), std::string::npos) << bad.err;
+  cfsctl("--no-repo compute-id --bootable " + Q(copy));
   // Missing /sysroot: an error naming it.
   must("rm -rf " + Q(copy + "/sysroot"));
   auto r = run(Q(tool("cfsctl")) + " --no-repo compute-id --bootable " + Q(copy));
