@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <libfsverity.h>
 #include <linux/fsverity.h>
+#include <sys/mman.h>
 
 #include <cstring>
 #include <random>
@@ -134,6 +135,52 @@ INSTANTIATE_TEST_SUITE_P(All, DigestVsLibfsverity, ::testing::ValuesIn(all_cases
                                   std::to_string(c.salt_size) +
                                   (c.impl == HashImpl::OpenSsl ? "_openssl" : "_auto");
                          });
+
+// One file hashed by several threads, each taking 8 MiB slices: sizes at
+// and around the slice and window boundaries, against libfsverity.
+TEST(Fsverity, ParallelFileDigestMatchesLibfsverity) {
+  constexpr size_t kSlice = 8 << 20;
+  struct P {
+    HashAlg alg;
+    uint32_t bs;
+    size_t salt;
+  };
+  const std::vector<size_t> sizes = {
+      0, 1, 4096, kSlice - 1, kSlice, kSlice + 1, 2 * kSlice + 4097, 5 * kSlice + 123};
+  for (P c : {P{HashAlg::Sha256, 4096, 0}, P{HashAlg::Sha512, 4096, 16},
+              P{HashAlg::Sha256, 1024, 32}, P{HashAlg::Sha256, 65536, 0}}) {
+    std::vector<uint8_t> salt = random_bytes(c.salt, 7);
+    Params p;
+    p.alg = c.alg;
+    p.block_size = c.bs;
+    p.salt = salt;
+    for (size_t size : sizes) {
+      if (c.bs != 4096 && size > 2 * kSlice + 4097) continue;  // the shape is covered above
+      auto data = random_bytes(size, static_cast<uint32_t>(size + c.bs));
+      std::string want = reference_digest(data, c.alg, c.bs, salt);
+      UniqueFd fd(::memfd_create("parallel", MFD_CLOEXEC));
+      ASSERT_TRUE(fd);
+      ASSERT_EQ(::pwrite(fd.get(), data.data(), data.size(), 0), static_cast<ssize_t>(size));
+      for (unsigned threads : {1u, 2u, 3u, 5u}) {
+        auto d = digest_of_file_parallel(fd.get(), size, p, threads);
+        ASSERT_TRUE(d) << d.error().message();
+        EXPECT_EQ(d->hex(), want) << "size " << size << ", " << threads << " threads, block "
+                                  << c.bs;
+      }
+    }
+  }
+}
+
+TEST(Fsverity, ParallelFileDigestRefusesAShortFile) {
+  UniqueFd fd(::memfd_create("short", MFD_CLOEXEC));
+  ASSERT_TRUE(fd);
+  auto data = random_bytes((8 << 20) + 100, 3);
+  ASSERT_EQ(::pwrite(fd.get(), data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  auto d = digest_of_file_parallel(fd.get(), data.size() + 5000, {}, 2);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message().find("ended at offset 8388708"), std::string::npos)
+      << d.error().message();
+}
 
 TEST(Fsverity, PublishedVectors) {
   // From composefs-rs (digest.rs) and composefs#442: independent of libfsverity.

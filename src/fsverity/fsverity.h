@@ -70,6 +70,10 @@ class Hasher {
   }
   // Adds `n` zero bytes cheaply (holes in sparse files).
   void update_zeros(uint64_t n);
+  // Adds the hashes of whole data blocks hashed elsewhere (by threads hashing
+  // slices of one file), `data_bytes` being the data they cover; only the
+  // last call may cover a partial final block.  Nothing may be pending.
+  void update_block_hashes(std::span<const uint8_t> hashes, uint64_t data_bytes);
   uint64_t size() const;
   Digest finish();
 
@@ -88,6 +92,14 @@ inline Digest digest_of(std::string_view s, const Params& p = {}) {
 Result<Digest> digest_of_fd(int fd, const Params& p = {}, bool probe_holes = true);
 // The same, reading through the caller's buffer (hot loops reuse one).
 Result<Digest> digest_of_fd(int fd, const Params& p, bool probe_holes, std::span<uint8_t> buf);
+// A regular file of `size` bytes from offset 0, its data blocks hashed on up
+// to `threads` threads (0: the CPUs this process may run on); the Merkle
+// tree's upper levels, 1/128 of the work, stay on one thread.  Memory stays
+// bounded (a window of a few MiB per thread), whatever the size.  A file
+// shorter than `size` is an error; sparse files are best left to
+// digest_of_fd, which hashes holes without reading them.
+Result<Digest> digest_of_file_parallel(int fd, uint64_t size, const Params& p = {},
+                                       unsigned threads = 0);
 // A good buffer size for it: small enough to stay in L2 between read and hash.
 inline constexpr size_t kReadChunk = 256 << 10;
 
