@@ -22,7 +22,7 @@ deps:
 # (the stamp): a failed configure (a package missing) leaves a CMakeCache.txt
 # but no build files, and is removed, so that the next run configures again
 # from scratch (also with another generator) instead of failing on the
-# missing build.ninja.  scripts/make_fresh_test.sh checks both.
+# missing build.ninja.  tests/make_fresh_test.sh checks both.
 configure = { cmake -S . -B $(1) $(CMAKE_GEN) $(2) && touch $(1)/.configured; } || \
 	  { rm -f $(1)/CMakeCache.txt $(1)/.configured; \
 	    echo "error: configuring $(1) failed (missing packages? run 'make deps' as root)" >&2; \

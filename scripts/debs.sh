@@ -36,6 +36,12 @@ max_age=${CFS_APT_MAX_AGE:-86400}
 
 die() { echo "debs.sh: $*" >&2; exit 1; }
 
+# One run at a time: ctest starts VM tests in parallel, and two apt-get
+# updates of one suite's private lists would collide.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+
 # The first http(s) Debian archive URI the host's apt uses (deb822 or
 # one-line format); never a host name written here.
 mirror() {

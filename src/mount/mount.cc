@@ -453,9 +453,8 @@ unsigned long ms_flags(uint64_t attr) {
 // (data-only layers, Linux >= 6.5), else, as the C reference does on older
 // kernels, "lowerdir=IMAGE:OBJECTS..." (the stores as ordinary lower layers).
 // `forms` lists which of the two to try (true: data-only).  When every form
-// is refused and verity was required, one more mount without verity= (on a
-// temporary directory, undone at once) tells whether the kernel's overlayfs
-// lacks the option, so the refusal can say so.
+// is refused with EINVAL and verity was required (or only "::" was allowed),
+// one more mount on a temporary directory tells what the kernel lacks.
 Status overlay_legacy(Layers& l, const Options& opts, int target_fd, const std::vector<bool>& forms,
                       Verity& verity, bool was_try, std::vector<std::string>& notes,
                       OverlayMethod* used) {
