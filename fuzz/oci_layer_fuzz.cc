@@ -15,8 +15,8 @@
 #include "erofs/writer.h"
 #include "oci/io.h"
 #include "oci/layers.h"
-#include "oci/splitstream.h"
 #include "oci/tar.h"
+#include "repository/splitstream.h"
 
 namespace {
 
@@ -30,6 +30,7 @@ namespace {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cfs;
   using namespace cfs::oci;
+  using repository::SplitStreamReader;
   std::string_view input(reinterpret_cast<const char*>(data), size);
 
   MemReader in(input);

@@ -23,8 +23,8 @@
 #include "fsverity/fsverity.h"
 #include "oci/pull.h"
 #include "oci/repo_store.h"
-#include "oci/splitstream.h"
 #include "repository/repository.h"
+#include "repository/splitstream.h"
 #include "tar_builder.h"
 #include "test_util.h"
 

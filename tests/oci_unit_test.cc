@@ -22,6 +22,8 @@
 namespace cfs::oci {
 namespace {
 
+using repository::kInlineFlush;
+using repository::kMaxInlinePiece;
 using test::TarBuilder;
 
 Result<std::vector<TarEntry>> parse_all(const std::string& tar) {

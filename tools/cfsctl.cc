@@ -29,6 +29,7 @@
 #include "repository/metadata.h"
 #include "repository/names.h"
 #include "repository/repository.h"
+#include "repository/streams.h"
 #include "repository/walk.h"
 #include "scan/scan.h"
 
@@ -340,7 +341,9 @@ int cmd_cat(const Global& g, const std::string& name) {
   if (!repo) return tools::fail(kTool, repo.error());
   if (auto st = validate_stream_name(name.substr(0, 5) == "refs/" ? "x" : name); !st)
     return tools::fail(kTool, st.error());
-  return tools::oci_cli::cat(*repo, name);
+  if (auto st = repository::cat_named_stream(*repo, name, STDOUT_FILENO); !st)
+    return tools::fail(kTool, st.error());
+  return 0;
 }
 
 struct MountArgs {

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "base/cpu.h"
 #include "base/fd.h"
 #include "common.h"
 #include "dump/dump.h"
@@ -175,9 +176,8 @@ static int tool_main(int argc, char** argv) {
   app.add_option("--min-version", a.min_version,
                  "Minimal format version (default 0; 2: composefs-rs's own layout)");
   app.add_option("--max-version", a.max_version, "Maximal format version (default 1)");
-  app.add_option(
-      "--threads", a.threads,
-      fmt::format("Threads for digests and copies (default {})", scan::default_threads()));
+  app.add_option("--threads", a.threads,
+                 fmt::format("Threads for digests and copies (default {})", default_threads()));
   if (auto code = tools::parse_command_line(app, argc, argv, kTool)) return *code;
   if (a.print_digest_only) {
     a.print_digest = true;

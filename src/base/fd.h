@@ -56,6 +56,27 @@ inline Status write_full(int fd, std::string_view s) {
   return write_full(fd, std::as_bytes(std::span(s.data(), s.size())));
 }
 
+// `prefix` followed by 12 random alphanumerics: names for temporaries.
+std::string random_name(std::string_view prefix);
+
+// flock(), retried when a signal interrupts the wait; errors name `what`.
+Status flock_retry(int fd, int op, std::string_view what);
+
+// A new read-write file in `dirfd`: unnamed (O_TMPFILE) where the filesystem
+// allows it and `force_named` is false; else created (O_EXCL) under a fresh
+// name `prefix` + random_name(), given in `name`, which the caller links or
+// removes.  `mode` goes through the umask as for open().
+struct TmpFile {
+  UniqueFd fd;
+  std::string name;  // empty for an unnamed file
+};
+Result<TmpFile> create_tmpfile(int dirfd, mode_t mode, std::string_view prefix,
+                               bool force_named = false);
+
+// Gives the unnamed file `fd` a fresh name `prefix` + random in `dirfd` (the
+// step before renaming it over a target); returns that name.
+Result<std::string> link_tmpfile(int fd, int dirfd, std::string_view prefix);
+
 // A read-write file with no name in directory `dirfd` (O_TMPFILE, else a
 // named one unlinked at once), for scratch data that must not live in memory.
 Result<UniqueFd> unnamed_tmpfile(int dirfd);

@@ -248,12 +248,6 @@ class XattrTable {
   std::vector<Entry> entries_;
 };
 
-// Overlay xattr names both writers add or escape.
-inline constexpr std::string_view kOverlayPrefix = "trusted.overlay.";
-inline constexpr std::string_view kOverlayEscapedPrefix = "trusted.overlay.overlay.";
-inline constexpr std::string_view kXattrMetacopy = "trusted.overlay.metacopy";
-inline constexpr std::string_view kXattrRedirect = "trusted.overlay.redirect";
-
 // overlayfs's struct ovl_metacopy for a digest: version 0, length, flags 0,
 // the fs-verity algorithm's kernel id, then the digest.
 std::string metacopy_value(std::span<const uint8_t> digest, uint8_t alg);

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <type_traits>
 
 #include "base/endian.h"
@@ -56,6 +57,26 @@ inline constexpr uint8_t kXattrIndexPosixAclDefault = 3;
 inline constexpr uint8_t kXattrIndexTrusted = 4;
 inline constexpr uint8_t kXattrIndexLustre = 5;
 inline constexpr uint8_t kXattrIndexSecurity = 6;
+// The name prefix of each index, as the C library maps them (its table has
+// "lustre." although its writer uses index 5 only when asked).
+inline constexpr std::string_view kXattrPrefixes[] = {
+    "",        "user.",    "system.posix_acl_access", "system.posix_acl_default", "trusted.",
+    "lustre.", "security."};
+inline constexpr size_t kXattrPrefixCount = sizeof(kXattrPrefixes) / sizeof(kXattrPrefixes[0]);
+
+// The overlayfs xattrs the writers add or escape and the reader interprets.
+inline constexpr std::string_view kOverlayPrefix = "trusted.overlay.";
+inline constexpr std::string_view kOverlayEscapedPrefix = "trusted.overlay.overlay.";
+inline constexpr std::string_view kXattrMetacopy = "trusted.overlay.metacopy";
+inline constexpr std::string_view kXattrRedirect = "trusted.overlay.redirect";
+inline constexpr std::string_view kXattrOpaque = "trusted.overlay.opaque";
+inline constexpr std::string_view kXattrEscWhiteout = "trusted.overlay.overlay.whiteout";
+inline constexpr std::string_view kXattrEscWhiteouts = "trusted.overlay.overlay.whiteouts";
+inline constexpr std::string_view kXattrEscOpaque = "trusted.overlay.overlay.opaque";
+inline constexpr std::string_view kXattrUserWhiteout = "user.overlay.whiteout";
+inline constexpr std::string_view kXattrUserWhiteouts = "user.overlay.whiteouts";
+inline constexpr std::string_view kXattrUserOpaque = "user.overlay.opaque";
+inline constexpr std::string_view kXattrSelinux = "security.selinux";
 inline constexpr uint32_t kXattrFilterSeed = 0x25BBE08F;
 inline constexpr uint32_t kXattrFilterDefault = 0xFFFFFFFF;
 inline constexpr uint8_t kXattrLongPrefix = 0x80;

@@ -25,20 +25,8 @@ namespace {
 
 using detail::ChunkInfo;
 using detail::chunking;
-using detail::kOverlayEscapedPrefix;
-using detail::kOverlayPrefix;
-using detail::kXattrMetacopy;
-using detail::kXattrRedirect;
 using detail::Out;
 using detail::XattrTable;
-constexpr std::string_view kXattrOpaque = "trusted.overlay.opaque";
-constexpr std::string_view kXattrEscWhiteout = "trusted.overlay.overlay.whiteout";
-constexpr std::string_view kXattrEscWhiteouts = "trusted.overlay.overlay.whiteouts";
-constexpr std::string_view kXattrEscOpaque = "trusted.overlay.overlay.opaque";
-constexpr std::string_view kXattrUserWhiteout = "user.overlay.whiteout";
-constexpr std::string_view kXattrUserWhiteouts = "user.overlay.whiteouts";
-constexpr std::string_view kXattrUserOpaque = "user.overlay.opaque";
-constexpr std::string_view kXattrSelinux = "security.selinux";
 
 struct WXattr {
   std::string_view key;

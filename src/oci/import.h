@@ -9,10 +9,23 @@
 
 #include "oci/io.h"
 #include "oci/layers.h"
-#include "oci/splitstream.h"
 #include "oci/store.h"
+#include "repository/splitstream.h"
 
 namespace cfs::oci {
+
+// Split streams are the repository's format; OCI code names them unqualified.
+using repository::content_type;
+using repository::SplitInlineReader;
+using repository::SplitStreamChunk;
+using repository::SplitStreamReader;
+using repository::SplitStreamWriter;
+
+// The content types of the streams an OCI image is stored as.
+inline constexpr uint64_t kLayerContentType = content_type("ocilayer");
+inline constexpr uint64_t kConfigContentType = content_type("ociconfg");
+inline constexpr uint64_t kManifestContentType = content_type("ocimanif");
+inline constexpr uint64_t kBlobContentType = content_type("oci_blob");
 
 struct ImportStats {
   std::atomic<uint64_t> objects{0};      // external files seen

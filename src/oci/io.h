@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Pull-style byte streams for image import: files, memory, byte ranges of a
-// file, sha256 digests computed on the way through, and size limits.
+// Byte streams for image import: sha256 digests computed on the way through,
+// and size limits (the readers themselves are base/reader.h).
 #pragma once
-
-#include <openssl/evp.h>
 
 #include <cstdint>
 #include <memory>
@@ -13,56 +11,9 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/reader.h"
 
 namespace cfs::oci {
-
-// A source of bytes.  read() returns 0 only at the end of the stream.
-class Reader {
- public:
-  virtual ~Reader() = default;
-  virtual Result<size_t> read(std::span<uint8_t> buf) = 0;
-  // Skips n bytes without reading them where the source can (files);
-  // false when it cannot, and the caller reads them instead.
-  virtual Result<bool> skip(uint64_t) { return false; }
-};
-
-// Reads exactly buf.size() bytes unless the stream ends first; returns the
-// count read.
-Result<size_t> read_up_to(Reader& r, std::span<uint8_t> buf);
-// Reads the rest of a stream into memory, refusing more than max_size bytes.
-Result<std::string> read_all(Reader& r, size_t max_size, std::string_view what);
-
-class FdReader : public Reader {
- public:
-  explicit FdReader(int fd) : fd_(fd) {}
-  Result<size_t> read(std::span<uint8_t> buf) override;
-  Result<bool> skip(uint64_t n) override;
-
- private:
-  int fd_;
-};
-
-// [offset, offset + size) of a file, read with pread (several readers may
-// share one fd).  Reaching the file's end early is an error.
-class RangeReader : public Reader {
- public:
-  RangeReader(int fd, uint64_t offset, uint64_t size) : fd_(fd), pos_(offset), left_(size) {}
-  Result<size_t> read(std::span<uint8_t> buf) override;
-
- private:
-  int fd_;
-  uint64_t pos_;
-  uint64_t left_;
-};
-
-class MemReader : public Reader {
- public:
-  explicit MemReader(std::string_view data) : data_(data) {}
-  Result<size_t> read(std::span<uint8_t> buf) override;
-
- private:
-  std::string_view data_;
-};
 
 // Incremental sha256.
 class Sha256 {
@@ -79,7 +30,8 @@ class Sha256 {
   std::string finish();
 
  private:
-  EVP_MD_CTX* ctx_;
+  struct Ctx;  // OpenSSL stays out of the header
+  std::unique_ptr<Ctx> ctx_;
 };
 
 std::string sha256_digest(std::string_view data);

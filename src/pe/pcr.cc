@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "base/base64.h"
 #include "base/fd.h"
 #include "base/hex.h"
 #include "pe/uki.h"
@@ -47,13 +48,6 @@ void extend(const EVP_MD* md, std::vector<uint8_t>& pcr, std::span<const uint8_t
 
 std::span<const uint8_t> bytes_of(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-std::string base64(std::span<const uint8_t> b) {
-  std::string out(4 * ((b.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), b.data(), int(b.size()));
-  out.resize(size_t(n));
-  return out;
 }
 
 }  // namespace
@@ -239,7 +233,7 @@ Result<std::string> pcrsig_json(const std::vector<PcrSignGroup>& groups) {
       }
       sig.resize(len);
       nlohmann::json e = {
-          {"pcrs", {11}}, {"pkfp", pkfp}, {"pol", to_hex(pol)}, {"sig", base64(sig)}};
+          {"pcrs", {11}}, {"pkfp", pkfp}, {"pol", to_hex(pol)}, {"sig", base64_encode(sig)}};
       auto& arr = banks[v.bank];
       if (arr.is_null()) arr = nlohmann::json::array();
       bool dup = false;

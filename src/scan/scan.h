@@ -46,8 +46,6 @@ struct Options {
 
 Result<Tree> scan_directory(const std::string& path, const Options& opts);
 
-unsigned default_threads();
-
 // An ObjectStore writing `dir/xx/rest` objects: reflinked where the
 // filesystem can, else copied in the kernel; written under a temporary name
 // and linked into place, so an object name never holds partial content;
@@ -64,9 +62,5 @@ class DigestStore {
   explicit DigestStore(UniqueFd fd) : dirfd_(std::move(fd)) {}
   UniqueFd dirfd_;
 };
-
-// Copies `src` into the open (empty) `dst`: FICLONE, else copy_file_range,
-// else read/write.
-Status copy_file_data(int src, int dst, uint64_t size);
 
 }  // namespace cfs::scan

@@ -23,21 +23,18 @@
 
 #include "base/error.h"
 #include "base/fd.h"
+#include "base/reader.h"
 #include "fsverity/fsverity.h"
-#include "oci/io.h"
 
-namespace cfs::oci {
+namespace cfs::repository {
 
-// Content types: eight ASCII bytes read as a little-endian u64.
+// Content types: eight ASCII bytes read as a little-endian u64 (the OCI
+// ones are in oci/import.h).
 constexpr uint64_t content_type(const char (&s)[9]) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; i--) v = v << 8 | static_cast<uint8_t>(s[i]);
   return v;
 }
-inline constexpr uint64_t kLayerContentType = content_type("ocilayer");
-inline constexpr uint64_t kConfigContentType = content_type("ociconfg");
-inline constexpr uint64_t kManifestContentType = content_type("ocimanif");
-inline constexpr uint64_t kBlobContentType = content_type("oci_blob");
 
 // Inline data buffered before chunk_boundary() compresses it.
 inline constexpr size_t kInlineFlush = 1 << 20;
@@ -168,4 +165,4 @@ class SplitInlineReader : public Reader {
   SplitStreamReader& r_;
 };
 
-}  // namespace cfs::oci
+}  // namespace cfs::repository

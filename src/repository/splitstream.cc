@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/splitstream.h"
+#include "repository/splitstream.h"
 
 #include <sys/stat.h>
 #include <zstd.h>
 
 #include <cstring>
 
-namespace cfs::oci {
+namespace cfs::repository {
 namespace {
 
 constexpr char kMagic[11] = {'S', 'p', 'l', 'i', 't', 'S', 't', 'r', 'e', 'a', 'm'};
@@ -504,4 +504,4 @@ Result<std::optional<fsverity::Digest>> SplitStreamReader::take_external() {
   return std::optional<fsverity::Digest>(d);
 }
 
-}  // namespace cfs::oci
+}  // namespace cfs::repository
