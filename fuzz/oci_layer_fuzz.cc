@@ -11,12 +11,12 @@
 #include <cstdlib>
 #include <string>
 
-#include "base/fd.h"
-#include "erofs/writer.h"
-#include "oci/io.h"
-#include "oci/layers.h"
-#include "oci/tar.h"
-#include "repository/splitstream.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/oci/io.h"
+#include "composefs-cpp/oci/layers.h"
+#include "composefs-cpp/oci/tar.h"
+#include "composefs-cpp/repository/splitstream.h"
 
 namespace {
 

@@ -8,13 +8,13 @@
 #include <filesystem>
 #include <random>
 
-#include "base/base64.h"
-#include "base/fd.h"
-#include "base/hex.h"
-#include "dump/dump.h"
-#include "erofs/writer.h"
+#include "composefs-cpp/base/base64.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/tree/tree.h"
 #include "test_util.h"
-#include "tree/tree.h"
 
 namespace cfs {
 namespace {

@@ -3,8 +3,8 @@
 // backslash escapes in values, basedir lists split at ':') and what we add.
 #include <gtest/gtest.h>
 
-#include "mount/fs_context.h"
-#include "mount/options.h"
+#include "composefs-cpp/mount/fs_context.h"
+#include "composefs-cpp/mount/options.h"
 
 namespace cfs::mount {
 namespace {

@@ -15,23 +15,23 @@
 #include <functional>
 #include <optional>
 
-#include "base/fd.h"
 #include "cfsctl_oci.h"
 #include "cfsctl_uki.h"
 #include "common.h"
-#include "dump/dump.h"
-#include "erofs/reader.h"
-#include "erofs/writer.h"
-#include "fsverity/fsverity.h"
-#include "mount/mount.h"
-#include "repository/container_root.h"
-#include "repository/images.h"
-#include "repository/metadata.h"
-#include "repository/names.h"
-#include "repository/repository.h"
-#include "repository/streams.h"
-#include "repository/walk.h"
-#include "scan/scan.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/mount/mount.h"
+#include "composefs-cpp/repository/container_root.h"
+#include "composefs-cpp/repository/images.h"
+#include "composefs-cpp/repository/metadata.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/repository.h"
+#include "composefs-cpp/repository/streams.h"
+#include "composefs-cpp/repository/walk.h"
+#include "composefs-cpp/scan/scan.h"
 
 using namespace cfs;
 using namespace cfs::repository;

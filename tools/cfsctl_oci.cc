@@ -9,13 +9,13 @@
 #include <nlohmann/json.hpp>
 
 #include "common.h"
-#include "dump/dump.h"
-#include "erofs/writer.h"
-#include "mount/mount.h"
-#include "oci/pull.h"
-#include "oci/repo_store.h"
-#include "repository/metadata.h"
-#include "repository/names.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/mount/mount.h"
+#include "composefs-cpp/oci/pull.h"
+#include "composefs-cpp/oci/repo_store.h"
+#include "composefs-cpp/repository/metadata.h"
+#include "composefs-cpp/repository/names.h"
 
 namespace cfs::tools::oci_cli {
 namespace {

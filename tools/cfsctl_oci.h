@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "repository/repository.h"
+#include "composefs-cpp/repository/repository.h"
 
 namespace cfs::tools::oci_cli {
 

@@ -11,14 +11,14 @@
 #include <cstdlib>
 #include <optional>
 
-#include "base/cpu.h"
-#include "base/fd.h"
 #include "common.h"
-#include "dump/dump.h"
-#include "erofs/format.h"
-#include "erofs/writer.h"
-#include "fsverity/fsverity.h"
-#include "scan/scan.h"
+#include "composefs-cpp/base/cpu.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/format.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/scan/scan.h"
 
 using namespace cfs;
 

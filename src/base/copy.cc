@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "base/copy.h"
+#include "composefs-cpp/base/copy.h"
 
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "base/fd.h"
+#include "composefs-cpp/base/fd.h"
 
 namespace cfs {
 

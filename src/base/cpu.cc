@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "base/cpu.h"
+#include "composefs-cpp/base/cpu.h"
 
 #include <sched.h>
 

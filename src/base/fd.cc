@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "base/fd.h"
+#include "composefs-cpp/base/fd.h"
 
 #include <linux/fs.h>
 #include <sys/file.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "base/reader.h"
+#include "composefs-cpp/base/reader.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "erofs/encode.h"
+#include "composefs-cpp/erofs/encode.h"
 
 namespace cfs::erofs::detail {
 

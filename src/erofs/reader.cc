@@ -2,14 +2,14 @@
 // Every read from the image goes through a bounds check against the image
 // size first; arithmetic on values from the image is done in 64 bits where
 // it cannot overflow (offsets < 2^45 plus sizes checked against the image).
-#include "erofs/reader.h"
+#include "composefs-cpp/erofs/reader.h"
 
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
 #include <unordered_set>
 
-#include "erofs/format.h"
+#include "composefs-cpp/erofs/format.h"
 
 namespace cfs::erofs {
 

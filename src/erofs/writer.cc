@@ -9,15 +9,15 @@
 //   3. inodes are numbered breadth-first, xattrs shared when used twice;
 //   4. inodes are laid out with tails kept inside one block, then the shared
 //      xattr table, then data blocks in inode order.
-#include "erofs/writer.h"
+#include "composefs-cpp/erofs/writer.h"
 
 #include <algorithm>
 #include <cstring>
 #include <memory_resource>
 #include <unordered_map>
 
-#include "erofs/encode.h"
-#include "erofs/format.h"
+#include "composefs-cpp/erofs/encode.h"
+#include "composefs-cpp/erofs/format.h"
 
 namespace cfs::erofs {
 

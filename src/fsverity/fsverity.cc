@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "fsverity/fsverity.h"
+#include "composefs-cpp/fsverity/fsverity.h"
 
 #include <linux/fsverity.h>
 #include <sys/ioctl.h>
@@ -7,8 +7,8 @@
 
 #include <cstring>
 
-#include "base/endian.h"
-#include "base/hex.h"
+#include "composefs-cpp/base/endian.h"
+#include "composefs-cpp/base/hex.h"
 
 namespace cfs::fsverity {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/import.h"
+#include "composefs-cpp/oci/import.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,8 +13,8 @@
 #include <set>
 #include <thread>
 
-#include "oci/tar.h"
-#include "repository/streams.h"
+#include "composefs-cpp/oci/tar.h"
+#include "composefs-cpp/repository/streams.h"
 
 namespace cfs::oci {
 namespace {

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/io.h"
+#include "composefs-cpp/oci/io.h"
 
 #include <openssl/evp.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include "base/hex.h"
+#include "composefs-cpp/base/hex.h"
 
 namespace cfs::oci {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/registry.h"
+#include "composefs-cpp/oci/registry.h"
 
 #include <curl/curl.h>
 
@@ -7,9 +7,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "base/base64.h"
-#include "base/dir.h"
-#include "base/fd.h"
+#include "composefs-cpp/base/base64.h"
+#include "composefs-cpp/base/dir.h"
+#include "composefs-cpp/base/fd.h"
 
 namespace cfs::oci {
 namespace {

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/repo_store.h"
+#include "composefs-cpp/oci/repo_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 
-#include "base/dir.h"
-#include "repository/names.h"
-#include "repository/streams.h"
-#include "repository/walk.h"
+#include "composefs-cpp/base/dir.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/streams.h"
+#include "composefs-cpp/repository/walk.h"
 
 namespace cfs::oci {
 Result<bool> RepoStore::store_object(int fd, uint64_t size, const fsverity::Digest& d) {

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/tar.h"
+#include "composefs-cpp/oci/tar.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <map>
 
-#include "base/base64.h"
+#include "composefs-cpp/base/base64.h"
 
 namespace cfs::oci {
 namespace {

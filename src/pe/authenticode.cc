@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "pe/authenticode.h"
+#include "composefs-cpp/pe/authenticode.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -14,8 +14,8 @@
 #include <cstring>
 #include <optional>
 
-#include "base/fd.h"
-#include "pe/reader.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/pe/reader.h"
 
 namespace cfs::pe {
 

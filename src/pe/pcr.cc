@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "pe/pcr.h"
+#include "composefs-cpp/pe/pcr.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -10,10 +10,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "base/base64.h"
-#include "base/fd.h"
-#include "base/hex.h"
-#include "pe/uki.h"
+#include "composefs-cpp/base/base64.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/pe/uki.h"
 
 namespace cfs::pe {
 

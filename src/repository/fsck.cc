@@ -9,11 +9,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "base/cpu.h"
-#include "repository/names.h"
-#include "repository/repository.h"
-#include "repository/splitstream.h"
-#include "repository/walk.h"
+#include "composefs-cpp/base/cpu.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/repository.h"
+#include "composefs-cpp/repository/splitstream.h"
+#include "composefs-cpp/repository/walk.h"
 
 namespace cfs::repository {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/repository.h"
+#include "composefs-cpp/repository/repository.h"
 
 #include <dirent.h>
 #include <fmt/ranges.h>
@@ -14,10 +14,10 @@
 #include <memory>
 #include <random>
 
-#include "base/copy.h"
-#include "repository/names.h"
-#include "repository/walk.h"
-#include "tree/tree.h"
+#include "composefs-cpp/base/copy.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/walk.h"
+#include "composefs-cpp/tree/tree.h"
 
 namespace cfs::repository {
 

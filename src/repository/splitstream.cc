@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/splitstream.h"
+#include "composefs-cpp/repository/splitstream.h"
 
 #include <sys/stat.h>
 #include <zstd.h>

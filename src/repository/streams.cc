@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/streams.h"
+#include "composefs-cpp/repository/streams.h"
 
 #include <vector>
 
-#include "repository/names.h"
-#include "repository/walk.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/walk.h"
 
 namespace cfs::repository {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "scan/scan.h"
+#include "composefs-cpp/scan/scan.h"
 
 #include <dirent.h>
 #include <linux/fs.h>
@@ -18,9 +18,9 @@
 #include <mutex>
 #include <thread>
 
-#include "base/copy.h"
-#include "base/cpu.h"
-#include "base/dir.h"
+#include "composefs-cpp/base/copy.h"
+#include "composefs-cpp/base/cpu.h"
+#include "composefs-cpp/base/dir.h"
 
 namespace cfs::scan {
 
