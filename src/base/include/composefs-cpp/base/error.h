@@ -55,9 +55,30 @@ class [[nodiscard]] Error {
   std::string message_;
 };
 
+// A value or an error.  [[nodiscard]] on the type: every function returning
+// one warns when its result is dropped, and -Werror=unused-result makes that
+// an error, so an unchecked failure does not compile (cast to void, with a
+// comment saying why, where an error is truly of no interest).
 template <class T>
-using Result = tl::expected<T, Error>;
+class [[nodiscard]] Result : public tl::expected<T, Error> {
+ public:
+  using Base = tl::expected<T, Error>;
+  using Base::Base;
+  Result() = default;
+  // Implicit from the plain expected that map() and the like return.
+  Result(const Base& b) : Base(b) {}
+  Result(Base&& b) : Base(std::move(b)) {}
+};
 using Status = Result<void>;
+
+}  // namespace cfs
+
+// and_then() and or_else() take functions returning a Result as they take
+// ones returning tl::expected.
+template <class T>
+struct tl::detail::is_expected_impl<cfs::Result<T>> : std::true_type {};
+
+namespace cfs {
 
 inline tl::unexpected<Error> make_error(Errc code, std::string message) {
   return tl::unexpected<Error>(Error(code, std::move(message)));
@@ -115,6 +136,8 @@ auto catch_exceptions(F&& f) noexcept -> decltype(f()) {
     if (!cfs_try_r_) return tl::unexpected(std::move(cfs_try_r_).error()); \
   } while (0)
 
+// `decl` is a declaration and `tmp` a name: neither can be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define CFS_TRY_ASSIGN_IMPL(tmp, decl, expr)               \
   auto tmp = (expr);                                       \
   if (!tmp) return tl::unexpected(std::move(tmp).error()); \
@@ -122,3 +145,4 @@ auto catch_exceptions(F&& f) noexcept -> decltype(f()) {
 
 #define CFS_TRY_ASSIGN(decl, expr) \
   CFS_TRY_ASSIGN_IMPL(CFS_CONCAT(cfs_try_tmp_, __LINE__), decl, expr)
+// NOLINTEND(bugprone-macro-parentheses)
