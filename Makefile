@@ -2,12 +2,15 @@
 #   make demo   install missing packages, build, run the demo on demo/rootfs
 #   make test   install missing packages, build, run every test (also under ASan/UBSan)
 #   make build  only build (Release); the tools land in build/bin/
+#   make install [PREFIX=/usr/local] [DESTDIR=]  tools, headers, libraries,
+#               CMake package and pkg-config file (mount.composefs in /sbin)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
+PREFIX     ?= /usr/local
 
-.PHONY: all deps build build-asan test test-release test-asan demo bench fuzz format clean
+.PHONY: all deps build build-asan test test-release test-asan demo bench fuzz format install clean
 
 all: build
 
@@ -57,6 +60,13 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+# The prefix is configured into the build (where everything goes);
+# DESTDIR only relocates the copy.
+install: $(BUILD)/CMakeCache.txt
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -191,7 +191,7 @@ Result<PcrKey> PcrKey::load(const std::string& path) {
 
 std::string PcrKey::public_pem() const {
   std::unique_ptr<BIO, decltype(&BIO_free)> b(BIO_new(BIO_s_mem()), BIO_free);
-  PEM_write_bio_PUBKEY(b.get(), key_.get());
+  PEM_write_bio_PUBKEY(b.get(), static_cast<EVP_PKEY*>(key_.get()));
   char* p = nullptr;
   long n = BIO_get_mem_data(b.get(), &p);
   return std::string(p, size_t(n));
@@ -201,7 +201,7 @@ Digest256 PcrKey::fingerprint() const {
   // systemd's pubkey_fingerprint: SHA-256 of i2d_PublicKey, i.e. the PKCS#1
   // RSAPublicKey for RSA, the encoded point for EC (not the SPKI).
   unsigned char* der = nullptr;
-  int n = i2d_PublicKey(key_.get(), &der);
+  int n = i2d_PublicKey(static_cast<EVP_PKEY*>(key_.get()), &der);
   auto d = digest(EVP_sha256(), std::span<const uint8_t>(der, size_t(std::max(n, 0))));
   OPENSSL_free(der);
   Digest256 out;
@@ -221,7 +221,8 @@ Result<std::string> pcrsig_json(const std::vector<PcrSignGroup>& groups) {
       std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
                                                                   EVP_MD_CTX_free);
       size_t len = 0;
-      if (EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, g.key->key()) != 1 ||
+      if (EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                             static_cast<EVP_PKEY*>(g.key->key_handle())) != 1 ||
           EVP_DigestSign(ctx.get(), nullptr, &len, pol.data(), pol.size()) != 1) {
         ERR_clear_error();
         return make_error(Errc::Io, "signing a PCR policy failed");

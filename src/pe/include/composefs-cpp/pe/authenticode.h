@@ -14,9 +14,6 @@
 
 #include "composefs-cpp/base/error.h"
 
-typedef struct evp_pkey_st EVP_PKEY;
-typedef struct x509_st X509;
-
 namespace cfs::pe {
 
 using Digest256 = std::array<uint8_t, 32>;
@@ -34,12 +31,14 @@ class SigningKey {
  public:
   static Result<SigningKey> load(const std::string& key_pem_path, const std::string& cert_pem_path);
   static Result<SigningKey> from_pem(std::string_view key_pem, std::string_view cert_pem);
-  EVP_PKEY* key() const { return key_.get(); }
-  X509* cert() const { return cert_.get(); }
+  // The OpenSSL key and certificate, opaque here: OpenSSL stays out of the
+  // public headers (authenticode.cc casts them back).
+  void* key_handle() const { return key_.get(); }
+  void* cert_handle() const { return cert_.get(); }
 
  private:
-  std::shared_ptr<EVP_PKEY> key_;
-  std::shared_ptr<X509> cert_;
+  std::shared_ptr<void> key_;
+  std::shared_ptr<void> cert_;
 };
 
 // DER PKCS#7 SignedData over SpcIndirectDataContent{SpcPeImageData, SHA-256

@@ -78,10 +78,11 @@ class PcrKey {
   // systemd's "pkfp": SHA-256 of the key in PKCS#1 RSAPublicKey (RSA) or
   // point (EC) encoding, as systemd-measure computes it.
   Digest256 fingerprint() const;
-  EVP_PKEY* key() const { return key_.get(); }
+  // The OpenSSL key, opaque here (pcr.cc casts it back).
+  void* key_handle() const { return key_.get(); }
 
  private:
-  std::shared_ptr<EVP_PKEY> key_;
+  std::shared_ptr<void> key_;
 };
 
 // systemd's .pcrsig JSON for these predicted values:
