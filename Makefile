@@ -4,14 +4,17 @@
 #   make build  install missing packages (or say which), build (Release); the
 #               tools land in build/bin/
 #   make e2e    the whole VM kernel matrix (6.1, 6.12, 7.x; tests/vm), after make test
+#   make install [PREFIX=/usr/local] [DESTDIR=]  tools, headers, libraries,
+#               CMake package and pkg-config file (mount.composefs in /sbin)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 # Evaluated when a configure runs, i.e. after `deps` may have installed ninja.
 CMAKE_GEN   = $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
+PREFIX     ?= /usr/local
 
-.PHONY: all deps build build-asan test test-release test-asan e2e demo bench fuzz format clean \
-        cross-aarch64
+.PHONY: all deps build build-asan test test-release test-asan e2e demo bench fuzz format install \
+        clean cross-aarch64
 
 all: build
 
@@ -86,6 +89,13 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+# The prefix is configured into the build (where everything goes);
+# DESTDIR only relocates the copy.
+install: $(BUILD)/CMakeCache.txt
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(CROSS_BUILD)

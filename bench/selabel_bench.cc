@@ -29,9 +29,9 @@
 #include <string>
 #include <vector>
 
-#include "base/dir.h"
-#include "base/fd.h"
-#include "selinux/selabel.h"
+#include "composefs-cpp/base/dir.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/selinux/selabel.h"
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <span>
 #include <string>
 
-#include "dump/dump.h"
-#include "erofs/reader.h"
-#include "erofs/writer.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/erofs/writer.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "boot/cmdline.h"
-#include "boot/os_release.h"
+#include "composefs-cpp/boot/cmdline.h"
+#include "composefs-cpp/boot/os_release.h"
 
 namespace {
 

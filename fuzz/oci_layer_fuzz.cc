@@ -11,12 +11,12 @@
 #include <cstdlib>
 #include <string>
 
-#include "base/fd.h"
-#include "erofs/writer.h"
-#include "oci/io.h"
-#include "oci/layers.h"
-#include "oci/splitstream.h"
-#include "oci/tar.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/oci/io.h"
+#include "composefs-cpp/oci/layers.h"
+#include "composefs-cpp/oci/tar.h"
+#include "composefs-cpp/repository/splitstream.h"
 
 namespace {
 
@@ -30,6 +30,7 @@ namespace {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cfs;
   using namespace cfs::oci;
+  using repository::SplitStreamReader;
   std::string_view input(reinterpret_cast<const char*>(data), size);
 
   MemReader in(input);

@@ -11,10 +11,10 @@
 #include <cstdlib>
 #include <string>
 
-#include "pe/authenticode.h"
-#include "pe/builder.h"
-#include "pe/reader.h"
-#include "pe/uki.h"
+#include "composefs-cpp/pe/authenticode.h"
+#include "composefs-cpp/pe/builder.h"
+#include "composefs-cpp/pe/reader.h"
+#include "composefs-cpp/pe/uki.h"
 
 namespace {
 

@@ -17,8 +17,8 @@
 #include <string_view>
 #include <vector>
 
-#include "erofs/writer.h"
-#include "selinux/selabel.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/selinux/selabel.h"
 
 namespace {
 

@@ -2,17 +2,19 @@
 // Base utilities and the tree model: atomic files, mappings, hex, the xattr
 // budget, sorted children; and that images do not depend on input order.
 #include <gtest/gtest.h>
+#include <sys/file.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <random>
 
-#include "base/fd.h"
-#include "base/hex.h"
-#include "dump/dump.h"
-#include "erofs/writer.h"
+#include "composefs-cpp/base/base64.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/tree/tree.h"
 #include "test_util.h"
-#include "tree/tree.h"
 
 namespace cfs {
 namespace {
@@ -38,6 +40,48 @@ TEST(AtomicFile, AppearsOnlyOnCommit) {
   for (auto& e : std::filesystem::directory_iterator(tmp.path())) entries += !e.path().empty();
   EXPECT_EQ(entries, 1u);
   EXPECT_FALSE(AtomicFile::create(tmp / "missing-dir/out"));
+}
+
+// RFC 4648 section 10's test vectors.
+TEST(Base64, Rfc4648Vectors) {
+  const std::pair<std::string_view, std::string_view> v[] = {{"", ""},
+                                                             {"f", "Zg=="},
+                                                             {"fo", "Zm8="},
+                                                             {"foo", "Zm9v"},
+                                                             {"foob", "Zm9vYg=="},
+                                                             {"fooba", "Zm9vYmE="},
+                                                             {"foobar", "Zm9vYmFy"}};
+  for (auto [plain, coded] : v) {
+    EXPECT_EQ(base64_encode(plain), coded);
+    EXPECT_EQ(base64_decode(coded), std::string(plain));
+  }
+  EXPECT_EQ(base64_encode(std::string_view("\xff\xfe\x00", 3)), "//4A");
+  EXPECT_FALSE(base64_decode("Zm9v!"));
+}
+
+// The named fallback (a filesystem without O_TMPFILE) gets a fresh name with
+// the prefix, distinct each time; an unnamed one leaves no name behind.
+TEST(TmpFile, NamedFallbackAndUnnamed) {
+  test::TempDir tmp;
+  auto dir = open_at(AT_FDCWD, tmp.path(), O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(dir);
+  auto a = create_tmpfile(dir->get(), 0600, ".t-", true);
+  auto b = create_tmpfile(dir->get(), 0600, ".t-", true);
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(a->name.starts_with(".t-"));
+  EXPECT_EQ(a->name.size(), 3u + 12u);
+  EXPECT_NE(a->name, b->name);
+  EXPECT_TRUE(std::filesystem::exists(tmp / a->name));
+  auto u = unnamed_tmpfile(dir->get());
+  ASSERT_TRUE(u);
+  ASSERT_TRUE(write_full(u->get(), std::string_view("x")));
+  size_t entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(tmp.path())) entries += !e.path().empty();
+  EXPECT_EQ(entries, 2u);  // a and b only
+  auto named = link_tmpfile(u->get(), dir->get(), ".l-");
+  ASSERT_TRUE(named) << named.error().message();
+  EXPECT_EQ(test::read_file(tmp / *named), "x");
+  EXPECT_TRUE(flock_retry(dir->get(), LOCK_EX, "the test directory"));
 }
 
 TEST(MappedFile, FileAndPipe) {

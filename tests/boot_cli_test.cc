@@ -20,9 +20,9 @@
 #include <filesystem>
 #include <map>
 
-#include "oci/pull.h"
-#include "oci/repo_store.h"
-#include "repository/repository.h"
+#include "composefs-cpp/oci/pull.h"
+#include "composefs-cpp/oci/repo_store.h"
+#include "composefs-cpp/repository/repository.h"
 #include "tar_builder.h"
 #include "test_util.h"
 

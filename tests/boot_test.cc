@@ -8,10 +8,10 @@
 
 #include <string>
 
-#include "boot/resources.h"
-#include "boot/transform.h"
-#include "dump/dump.h"
-#include "erofs/writer.h"
+#include "composefs-cpp/boot/resources.h"
+#include "composefs-cpp/boot/transform.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/writer.h"
 
 namespace cfs {
 namespace {

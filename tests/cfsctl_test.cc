@@ -17,7 +17,7 @@
 #include <sstream>
 #include <thread>
 
-#include "fsverity/fsverity.h"
+#include "composefs-cpp/fsverity/fsverity.h"
 #include "gen_tree.h"
 #include "test_util.h"
 

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // The dump format: every field and escape, strict and non-strict parsing,
 // hardlink resolution, and hostile inputs (which must fail cleanly).
-#include "dump/dump.h"
+#include "composefs-cpp/dump/dump.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "erofs/writer.h"
+#include "composefs-cpp/erofs/writer.h"
 #include "test_util.h"
 
 namespace cfs::dump {

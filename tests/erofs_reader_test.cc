@@ -13,11 +13,11 @@
 #include <map>
 #include <set>
 
-#include "base/hex.h"
-#include "dump/dump.h"
-#include "erofs/format.h"
-#include "erofs/reader.h"
-#include "erofs/writer.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/format.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/erofs/writer.h"
 #include "test_util.h"
 #include "vector_util.h"
 

@@ -18,13 +18,13 @@
 #include <random>
 #include <sstream>
 
-#include "base/hex.h"
-#include "dump/dump.h"
-#include "erofs/format.h"
-#include "erofs/reader.h"
-#include "erofs/writer.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/format.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/scan/scan.h"
 #include "gen_tree.h"
-#include "scan/scan.h"
 #include "test_util.h"
 
 namespace cfs::test {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // fs-verity digests checked against libfsverity (the kernel project's own
 // userspace library) over every size class, algorithm, block size and salt.
-#include "fsverity/fsverity.h"
+#include "composefs-cpp/fsverity/fsverity.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -12,8 +12,8 @@
 #include <cstring>
 #include <random>
 
-#include "base/fd.h"
-#include "base/hex.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/base/hex.h"
 #include "test_util.h"
 
 namespace cfs::fsverity {

@@ -7,9 +7,9 @@
 
 #include <filesystem>
 
-#include "base/hex.h"
-#include "dump/dump.h"
-#include "erofs/writer.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/writer.h"
 #include "test_util.h"
 
 namespace cfs {

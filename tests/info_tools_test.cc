@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include "erofs/reader.h"
+#include "composefs-cpp/erofs/reader.h"
 #include "test_util.h"
 #include "vector_util.h"
 

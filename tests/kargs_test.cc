@@ -4,9 +4,9 @@
 // composefs-setup-root's parse tests), plus splitting and rendering.
 #include <gtest/gtest.h>
 
-#include "base/hex.h"
-#include "boot/cmdline.h"
-#include "boot/os_release.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/boot/cmdline.h"
+#include "composefs-cpp/boot/os_release.h"
 
 using namespace cfs;
 using namespace cfs::boot;

@@ -5,8 +5,8 @@
 
 #include <filesystem>
 
-#include "base/fd.h"
-#include "fsverity/fsverity.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/fsverity/fsverity.h"
 #include "test_util.h"
 
 namespace cfs {

@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "fsverity/fsverity.h"
-#include "mount/fs_context.h"
-#include "mount/mount.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/mount/fs_context.h"
+#include "composefs-cpp/mount/mount.h"
 #include "test_util.h"
 
 namespace cfs::mount {

@@ -5,8 +5,8 @@
 
 #include <cerrno>
 
-#include "mount/fs_context.h"
-#include "mount/options.h"
+#include "composefs-cpp/mount/fs_context.h"
+#include "composefs-cpp/mount/options.h"
 
 namespace cfs::mount {
 namespace {

@@ -4,7 +4,7 @@
 // their source; every mount method; digests, verity, bad images, missing and
 // tampered objects.  Needs root; after each test no mount, loop device or
 // temporary directory of the test may remain.
-#include "mount/mount.h"
+#include "composefs-cpp/mount/mount.h"
 
 #include <fcntl.h>
 #include <glob.h>
@@ -21,10 +21,10 @@
 #include <filesystem>
 #include <random>
 
-#include "base/fd.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/mount/fs_context.h"
 #include "fs_tree.h"
-#include "fsverity/fsverity.h"
-#include "mount/fs_context.h"
 #include "mount_fixture.h"
 #include "test_util.h"
 

@@ -19,8 +19,8 @@
 #include <functional>
 #include <thread>
 
-#include "oci/io.h"
-#include "repository/repository.h"
+#include "composefs-cpp/oci/io.h"
+#include "composefs-cpp/repository/repository.h"
 #include "tar_builder.h"
 #include "test_util.h"
 

@@ -20,11 +20,11 @@
 #include <sstream>
 #include <thread>
 
-#include "fsverity/fsverity.h"
-#include "oci/pull.h"
-#include "oci/repo_store.h"
-#include "oci/splitstream.h"
-#include "repository/repository.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/oci/pull.h"
+#include "composefs-cpp/oci/repo_store.h"
+#include "composefs-cpp/repository/repository.h"
+#include "composefs-cpp/repository/splitstream.h"
 #include "tar_builder.h"
 #include "test_util.h"
 

@@ -6,22 +6,24 @@
 
 #include <set>
 
-#include "dump/dump.h"
-#include "oci/decompress.h"
-#include "oci/import.h"
-#include "oci/layers.h"
-#include "oci/manifest.h"
-#include "oci/pull.h"
-#include "oci/registry.h"
-#include "oci/repo_store.h"
-#include "oci/tar.h"
-#include "repository/repository.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/oci/decompress.h"
+#include "composefs-cpp/oci/import.h"
+#include "composefs-cpp/oci/layers.h"
+#include "composefs-cpp/oci/manifest.h"
+#include "composefs-cpp/oci/pull.h"
+#include "composefs-cpp/oci/registry.h"
+#include "composefs-cpp/oci/repo_store.h"
+#include "composefs-cpp/oci/tar.h"
+#include "composefs-cpp/repository/repository.h"
 #include "tar_builder.h"
 #include "test_util.h"
 
 namespace cfs::oci {
 namespace {
 
+using repository::kInlineFlush;
+using repository::kMaxInlinePiece;
 using test::TarBuilder;
 
 Result<std::vector<TarEntry>> parse_all(const std::string& tar) {

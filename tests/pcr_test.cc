@@ -2,15 +2,15 @@
 // PCR 11 prediction against systemd-measure (Debian 12's, v252) on the
 // sections of UKIs we build, the PolicyPCR digest against systemd's
 // test-tpm2.c vector, and .pcrsig signatures checked with openssl.
-#include "pe/pcr.h"
+#include "composefs-cpp/pe/pcr.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "base/hex.h"
-#include "pe/builder.h"
-#include "pe/uki.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/pe/builder.h"
+#include "composefs-cpp/pe/uki.h"
 #include "pe_util.h"
 
 using namespace cfs;

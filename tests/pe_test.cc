@@ -6,11 +6,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "base/hex.h"
-#include "pe/authenticode.h"
-#include "pe/builder.h"
-#include "pe/reader.h"
-#include "pe/uki.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/pe/authenticode.h"
+#include "composefs-cpp/pe/builder.h"
+#include "composefs-cpp/pe/reader.h"
+#include "composefs-cpp/pe/uki.h"
 #include "pe_util.h"
 
 using namespace cfs;

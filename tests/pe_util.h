@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "pe/format.h"
+#include "composefs-cpp/pe/format.h"
 #include "test_util.h"
 
 namespace cfs::test {

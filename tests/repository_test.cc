@@ -3,7 +3,7 @@
 // expected bytes are written out by hand from composefs-rs 0.9's serde
 // definitions), a repository laid out by hand as composefs-rs lays it out,
 // names, object atomicity and concurrent writers.
-#include "repository/repository.h"
+#include "composefs-cpp/repository/repository.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -13,13 +13,13 @@
 #include <filesystem>
 #include <thread>
 
-#include "base/fd.h"
-#include "dump/dump.h"
-#include "erofs/writer.h"
-#include "fsverity/fsverity.h"
-#include "repository/images.h"
-#include "repository/metadata.h"
-#include "repository/names.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/repository/images.h"
+#include "composefs-cpp/repository/metadata.h"
+#include "composefs-cpp/repository/names.h"
 #include "test_util.h"
 
 namespace cfs::repository {

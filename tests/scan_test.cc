@@ -3,7 +3,7 @@
 // the C reference's image of it (digests recorded from the reference, see
 // tests/data/scan/ORIGIN.md), equals the image of its own dump, and does not
 // depend on thread count; the digest store holds exactly the right objects.
-#include "scan/scan.h"
+#include "composefs-cpp/scan/scan.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -14,10 +14,10 @@
 #include <map>
 #include <set>
 
-#include "base/fd.h"
-#include "dump/dump.h"
-#include "erofs/writer.h"
-#include "fsverity/fsverity.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/fsverity/fsverity.h"
 #include "gen_tree.h"
 #include "test_util.h"
 

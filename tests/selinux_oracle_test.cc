@@ -27,9 +27,9 @@
 #include <memory>
 #include <set>
 
-#include "base/fd.h"
-#include "scan/scan.h"
-#include "selinux/selabel.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/scan/scan.h"
+#include "composefs-cpp/selinux/selabel.h"
 #include "test_util.h"
 
 namespace cfs::selinux {

@@ -12,12 +12,12 @@
 #include <random>
 #include <set>
 
-#include "base/fd.h"
-#include "dump/dump.h"
-#include "erofs/reader.h"
-#include "erofs/writer.h"
-#include "scan/scan.h"
-#include "selinux/selabel.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/scan/scan.h"
+#include "composefs-cpp/selinux/selabel.h"
 #include "test_util.h"
 
 namespace cfs::selinux {

@@ -5,11 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "base/hex.h"
-#include "boot/cmdline.h"
-#include "pe/pcr.h"
-#include "pe/reader.h"
-#include "pe/uki.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/boot/cmdline.h"
+#include "composefs-cpp/pe/pcr.h"
+#include "composefs-cpp/pe/reader.h"
+#include "composefs-cpp/pe/uki.h"
 #include "pe_util.h"
 
 using namespace cfs;

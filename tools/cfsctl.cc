@@ -15,24 +15,25 @@
 #include <functional>
 #include <optional>
 
-#include "base/fd.h"
-#include "boot/cmdline.h"
-#include "boot/directory.h"
 #include "cfsctl_oci.h"
 #include "cfsctl_uki.h"
 #include "common.h"
-#include "dump/dump.h"
-#include "erofs/reader.h"
-#include "erofs/writer.h"
-#include "fsverity/fsverity.h"
-#include "mount/mount.h"
-#include "repository/container_root.h"
-#include "repository/images.h"
-#include "repository/metadata.h"
-#include "repository/names.h"
-#include "repository/repository.h"
-#include "repository/walk.h"
-#include "scan/scan.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/boot/cmdline.h"
+#include "composefs-cpp/boot/directory.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/mount/mount.h"
+#include "composefs-cpp/repository/container_root.h"
+#include "composefs-cpp/repository/images.h"
+#include "composefs-cpp/repository/metadata.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/repository.h"
+#include "composefs-cpp/repository/streams.h"
+#include "composefs-cpp/repository/walk.h"
+#include "composefs-cpp/scan/scan.h"
 
 using namespace cfs;
 using namespace cfs::repository;
@@ -396,7 +397,9 @@ int cmd_cat(const Global& g, const std::string& name) {
   if (!repo) return tools::fail(kTool, repo.error());
   if (auto st = validate_stream_name(name.substr(0, 5) == "refs/" ? "x" : name); !st)
     return tools::fail(kTool, st.error());
-  return tools::oci_cli::cat(*repo, name);
+  if (auto st = repository::cat_named_stream(*repo, name, STDOUT_FILENO); !st)
+    return tools::fail(kTool, st.error());
+  return 0;
 }
 
 struct MountArgs {

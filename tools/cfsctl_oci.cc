@@ -8,15 +8,15 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "boot/oci_boot.h"
 #include "common.h"
-#include "dump/dump.h"
-#include "erofs/writer.h"
-#include "mount/mount.h"
-#include "oci/pull.h"
-#include "oci/repo_store.h"
-#include "repository/metadata.h"
-#include "repository/names.h"
+#include "composefs-cpp/boot/oci_boot.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/mount/mount.h"
+#include "composefs-cpp/oci/pull.h"
+#include "composefs-cpp/oci/repo_store.h"
+#include "composefs-cpp/repository/metadata.h"
+#include "composefs-cpp/repository/names.h"
 
 namespace cfs::tools::oci_cli {
 namespace {
@@ -186,31 +186,6 @@ static boot::BootOptions boot_opts(const Options& o) {
 }
 
 bool parsed(const Options* o) { return o && o->oci->parsed(); }
-
-int cat(repository::Repository& repo, const std::string& name) {
-  oci::RepoStore store(repo);
-  // "refs/X" names a stream through a tag link (streams/refs/X -> ../../ID).
-  std::string sid = name;
-  if (name.starts_with("refs/")) {
-    if (auto st = repository::validate_ref_name(name.substr(5)); !st)
-      return fail(kTool, st.error());
-    auto target = store.stream_ref(name.substr(5));
-    if (!target) return fail(kTool, target.error());
-    if (!*target) return fail(kTool, Error(Errc::NotFound, fmt::format("no such ref: {}", name)));
-    sid = **target;
-  }
-  if (auto st = repository::validate_stream_name(sid); !st) return fail(kTool, st.error());
-  auto id = store.stream(sid);
-  if (!id) return fail(kTool, id.error());
-  if (!*id) return fail(kTool, Error(Errc::NotFound, fmt::format("no such stream: {}", name)));
-  auto fd = store.open_object(**id);
-  if (!fd) return fail(kTool, fd.error());
-  auto r = oci::SplitStreamReader::open(std::move(*fd), repo.alg(), std::nullopt);
-  if (!r) return fail(kTool, std::move(r.error()).context("streams/" + name));
-  if (auto st = oci::cat_stream(store, *r, STDOUT_FILENO); !st)
-    return fail(kTool, std::move(st.error()).context("streams/" + name));
-  return 0;
-}
 
 int run(Options* o, const OpenRepo& open_repo) {
   auto repo = open_repo();

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // cfsctl oci ...: container images in a composefs repository (composefs-rs's
-// `cfsctl oci` commands and output), and `cfsctl cat` of split streams.
+// `cfsctl oci` commands and output).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "repository/repository.h"
+#include "composefs-cpp/repository/repository.h"
 
 namespace cfs::tools::oci_cli {
 
@@ -21,8 +21,5 @@ bool parsed(const Options* o);
 
 using OpenRepo = std::function<Result<repository::Repository>()>;
 int run(Options* o, const OpenRepo& open_repo);
-
-// cfsctl cat NAME: the reassembled split stream streams/NAME on stdout.
-int cat(repository::Repository& repo, const std::string& name);
 
 }  // namespace cfs::tools::oci_cli

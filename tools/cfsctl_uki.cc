@@ -6,16 +6,16 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "base/fd.h"
-#include "base/hex.h"
-#include "boot/cmdline.h"
-#include "boot/directory.h"
 #include "common.h"
-#include "pe/authenticode.h"
-#include "pe/builder.h"
-#include "pe/pcr.h"
-#include "pe/reader.h"
-#include "pe/uki.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/boot/cmdline.h"
+#include "composefs-cpp/boot/directory.h"
+#include "composefs-cpp/pe/authenticode.h"
+#include "composefs-cpp/pe/builder.h"
+#include "composefs-cpp/pe/pcr.h"
+#include "composefs-cpp/pe/reader.h"
+#include "composefs-cpp/pe/uki.h"
 
 namespace cfs::tools::uki_cli {
 namespace {

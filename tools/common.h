@@ -7,8 +7,8 @@
 #include <optional>
 #include <string>
 
-#include "base/error.h"
-#include "dump/dump.h"
+#include "composefs-cpp/base/error.h"
+#include "composefs-cpp/dump/dump.h"
 
 namespace cfs::tools {
 

@@ -5,11 +5,11 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "base/fd.h"
 #include "common.h"
-#include "erofs/format.h"
-#include "erofs/reader.h"
-#include "erofs/writer.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/erofs/format.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/erofs/writer.h"
 
 using namespace cfs;
 

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "base/fd.h"
 #include "common.h"
-#include "dump/dump.h"
-#include "erofs/reader.h"
-#include "fsverity/fsverity.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/fsverity/fsverity.h"
 
 using namespace cfs;
 

@@ -11,13 +11,14 @@
 #include <cstdlib>
 #include <optional>
 
-#include "base/fd.h"
 #include "common.h"
-#include "dump/dump.h"
-#include "erofs/format.h"
-#include "erofs/writer.h"
-#include "fsverity/fsverity.h"
-#include "scan/scan.h"
+#include "composefs-cpp/base/cpu.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/format.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/scan/scan.h"
 
 using namespace cfs;
 
@@ -175,9 +176,8 @@ static int tool_main(int argc, char** argv) {
   app.add_option("--min-version", a.min_version,
                  "Minimal format version (default 0; 2: composefs-rs's own layout)");
   app.add_option("--max-version", a.max_version, "Maximal format version (default 1)");
-  app.add_option(
-      "--threads", a.threads,
-      fmt::format("Threads for digests and copies (default {})", scan::default_threads()));
+  app.add_option("--threads", a.threads,
+                 fmt::format("Threads for digests and copies (default {})", default_threads()));
   if (auto code = tools::parse_command_line(app, argc, argv, kTool)) return *code;
   if (a.print_digest_only) {
     a.print_digest = true;

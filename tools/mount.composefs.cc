@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // mount.composefs: mount a composefs image, directly or as the mount(8)
 // helper for "mount -t composefs".  Option-compatible with the C reference.
-#include "mount/mount.h"
+#include "composefs-cpp/mount/mount.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -11,9 +11,9 @@
 #include <cstdio>
 #include <string>
 
-#include "base/fd.h"
 #include "common.h"
-#include "mount/options.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/mount/options.h"
 
 using namespace cfs;
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "base/dir.h"
+#include "composefs-cpp/base/dir.h"
 
 #include <fcntl.h>
 #include <linux/openat2.h>

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "base/error.h"
+#include "composefs-cpp/base/error.h"
 
 namespace cfs {
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "base/fd.h"
+#include "composefs-cpp/base/fd.h"
 
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -222,27 +223,60 @@ void AtomicFile::discard() {
   fd_.reset();
 }
 
-static std::string random_suffix() {
+std::string random_name(std::string_view prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  std::string s(12, 'x');
-  for (auto& c : s) c = chars[rng() % (sizeof chars - 1)];
+  std::string s(prefix);
+  for (int i = 0; i < 12; i++) s += chars[rng() % (sizeof chars - 1)];
   return s;
 }
 
-Result<UniqueFd> unnamed_tmpfile(int dirfd) {
-  int fd = ::openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd >= 0) return UniqueFd(fd);
-  for (int attempt = 0; attempt < 100; attempt++) {
-    std::string name = ".tmp-" + random_suffix();
-    fd = ::openat(dirfd, name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-      ::unlinkat(dirfd, name.c_str(), 0);
-      return UniqueFd(fd);
-    }
-    if (errno != EEXIST) break;
+Status flock_retry(int fd, int op, std::string_view what) {
+  while (::flock(fd, op) < 0) {
+    if (errno != EINTR) return sys_error(fmt::format("cannot lock {}", what));
   }
-  return sys_error("cannot create a temporary file");
+  return {};
+}
+
+Result<TmpFile> create_tmpfile(int dirfd, mode_t mode, std::string_view prefix, bool force_named) {
+  TmpFile t;
+  if (!force_named) {
+    int fd = ::openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+    if (fd >= 0) {
+      t.fd.reset(fd);
+      return t;
+    }
+    // Only "this filesystem has no O_TMPFILE" falls back to a named file.
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT)
+      return sys_error("cannot create a temporary file");
+  }
+  for (int attempt = 0; attempt < 100; attempt++) {
+    std::string name = random_name(prefix);
+    int fd = ::openat(dirfd, name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+    if (fd >= 0) {
+      t.fd.reset(fd);
+      t.name = std::move(name);
+      return t;
+    }
+    if (errno != EEXIST) return sys_error("cannot create a temporary file");
+  }
+  return make_error(Errc::Io, "cannot find a free temporary file name");
+}
+
+Result<std::string> link_tmpfile(int fd, int dirfd, std::string_view prefix) {
+  std::string proc = fmt::format("/proc/self/fd/{}", fd);
+  for (int attempt = 0; attempt < 100; attempt++) {
+    std::string name = random_name(prefix);
+    if (::linkat(AT_FDCWD, proc.c_str(), dirfd, name.c_str(), AT_SYMLINK_FOLLOW) == 0) return name;
+    if (errno != EEXIST) return sys_error("cannot link a temporary file");
+  }
+  return make_error(Errc::Io, "cannot find a free temporary file name");
+}
+
+Result<UniqueFd> unnamed_tmpfile(int dirfd) {
+  CFS_TRY_ASSIGN(TmpFile t, create_tmpfile(dirfd, 0600, ".tmp-"));
+  if (!t.name.empty()) ::unlinkat(dirfd, t.name.c_str(), 0);
+  return std::move(t.fd);
 }
 
 Result<AtomicFile> AtomicFile::create(const std::string& path, mode_t mode) {
@@ -253,19 +287,10 @@ Result<AtomicFile> AtomicFile::create(const std::string& path, mode_t mode) {
     return errorf(Errc::InvalidArgument, "'{}' is not a file name", path);
   CFS_TRY_ASSIGN(f.dirfd_, open_at(AT_FDCWD, f.dir_, O_RDONLY | O_DIRECTORY));
   f.committed_ = false;
-  int fd = ::openat(f.dirfd_.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
-  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == ENOENT || errno == EINVAL)) {
-    // No O_TMPFILE on this filesystem: a hidden named temporary instead.
-    for (int attempt = 0; attempt < 100; attempt++) {
-      f.tmp_name_ = "." + f.name_ + ".tmp-" + random_suffix();
-      fd = ::openat(f.dirfd_.get(), f.tmp_name_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC,
-                    mode);
-      if (fd >= 0 || errno != EEXIST) break;
-    }
-    if (fd < 0) f.tmp_name_.clear();
-  }
-  if (fd < 0) return sys_error(fmt::format("cannot create a file in '{}'", f.dir_));
-  f.fd_.reset(fd);
+  auto t = create_tmpfile(f.dirfd_.get(), mode, "." + f.name_ + ".tmp-");
+  if (!t) return tl::unexpected(std::move(t.error()).context(f.dir_));
+  f.fd_ = std::move(t->fd);
+  f.tmp_name_ = std::move(t->name);
   return f;
 }
 
@@ -276,17 +301,11 @@ Status AtomicFile::commit(bool durable) {
   if (tmp_name_.empty()) {
     // Give the anonymous file a temporary name, then rename it over the target
     // so that an existing file is replaced atomically.
-    std::string proc = fmt::format("/proc/self/fd/{}", fd_.get());
-    for (int attempt = 0;; attempt++) {
-      tmp_name_ = "." + name_ + ".tmp-" + random_suffix();
-      if (::linkat(AT_FDCWD, proc.c_str(), dirfd_.get(), tmp_name_.c_str(), AT_SYMLINK_FOLLOW) == 0)
-        break;
-      if (errno != EEXIST || attempt > 100) {
-        int e = errno;
-        tmp_name_.clear();
-        return sys_error(e, fmt::format("cannot link '{}' into '{}'", name_, dir_));
-      }
-    }
+    auto name = link_tmpfile(fd_.get(), dirfd_.get(), "." + name_ + ".tmp-");
+    if (!name)
+      return tl::unexpected(
+          std::move(name.error()).context(fmt::format("'{}' in '{}'", name_, dir_)));
+    tmp_name_ = std::move(*name);
   }
   if (::renameat(dirfd_.get(), tmp_name_.c_str(), dirfd_.get(), name_.c_str()) < 0)
     return sys_error(fmt::format("cannot rename into '{}/{}'", dir_, name_));

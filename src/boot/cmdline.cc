@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "boot/cmdline.h"
+#include "composefs-cpp/boot/cmdline.h"
 
 #include <fmt/format.h>
 
-#include "base/hex.h"
-#include "repository/metadata.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/repository/metadata.h"
 
 namespace cfs::boot {
 

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "boot/directory.h"
+#include "composefs-cpp/boot/directory.h"
 
 #include <fcntl.h>
 
-#include "base/fd.h"
-#include "erofs/writer.h"
-#include "repository/container_root.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/repository/container_root.h"
 
 namespace cfs::boot {
 

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "boot/oci_boot.h"
+#include "composefs-cpp/boot/oci_boot.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
-#include "base/fd.h"
-#include "erofs/writer.h"
-#include "repository/images.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/erofs/writer.h"
+#include "composefs-cpp/repository/images.h"
 
 namespace cfs::boot {
 namespace {

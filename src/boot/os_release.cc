@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "boot/os_release.h"
+#include "composefs-cpp/boot/os_release.h"
 
 namespace cfs::boot {
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "boot/resources.h"
+#include "composefs-cpp/boot/resources.h"
 
 #include <fmt/format.h>
 
-#include "boot/cmdline.h"
+#include "composefs-cpp/boot/cmdline.h"
 
 namespace cfs::boot {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "boot/transform.h"
+#include "composefs-cpp/boot/transform.h"
 
 #include <fmt/format.h>
 

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "dump/dump.h"
+#include "composefs-cpp/dump/dump.h"
 
 #include <unistd.h>
 
 #include <vector>
 
-#include "base/hex.h"
+#include "composefs-cpp/base/hex.h"
 
 namespace cfs::dump {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "erofs/encode.h"
+#include "composefs-cpp/erofs/encode.h"
 
 namespace cfs::erofs::detail {
 
@@ -26,29 +26,14 @@ void write_header_and_superblock(Out& out, const SuperInfo& s) {
   out.put(sb);
 }
 
-namespace {
-
-struct Prefix {
-  std::string_view prefix;
-  uint8_t index;
-};
-// No prefix is a prefix of another, so the order of the search does not
-// matter; only whether "lustre." takes part does.
-constexpr Prefix kPrefixes[] = {{"user.", kXattrIndexUser},
-                                {"system.posix_acl_access", kXattrIndexPosixAclAccess},
-                                {"system.posix_acl_default", kXattrIndexPosixAclDefault},
-                                {"trusted.", kXattrIndexTrusted},
-                                {"lustre.", kXattrIndexLustre},
-                                {"security.", kXattrIndexSecurity}};
-
-}  // namespace
-
 uint8_t xattr_index(std::string_view key, bool with_lustre, std::string_view* suffix) {
-  for (auto& p : kPrefixes) {
-    if (p.index == kXattrIndexLustre && !with_lustre) continue;
-    if (key.substr(0, p.prefix.size()) == p.prefix) {
-      *suffix = key.substr(p.prefix.size());
-      return p.index;
+  // No prefix is a prefix of another, so the order of the search does not
+  // matter; only whether "lustre." takes part does.
+  for (uint8_t i = 1; i < kXattrPrefixCount; i++) {
+    if (i == kXattrIndexLustre && !with_lustre) continue;
+    if (key.starts_with(kXattrPrefixes[i])) {
+      *suffix = key.substr(kXattrPrefixes[i].size());
+      return i;
     }
   }
   *suffix = key;

@@ -2,34 +2,18 @@
 // Every read from the image goes through a bounds check against the image
 // size first; arithmetic on values from the image is done in 64 bits where
 // it cannot overflow (offsets < 2^45 plus sizes checked against the image).
-#include "erofs/reader.h"
+#include "composefs-cpp/erofs/reader.h"
 
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
 #include <unordered_set>
 
-#include "erofs/format.h"
+#include "composefs-cpp/erofs/format.h"
 
 namespace cfs::erofs {
 
 namespace {
-
-// Name prefixes by xattr name index, as the C reader maps them (its table has
-// "lustre." although its writer never uses index 5).
-constexpr std::string_view kPrefixes[] = {
-    "",        "user.",    "system.posix_acl_access", "system.posix_acl_default", "trusted.",
-    "lustre.", "security."};
-constexpr size_t kPrefixCount = sizeof(kPrefixes) / sizeof(kPrefixes[0]);
-
-constexpr std::string_view kOverlayPrefix = "trusted.overlay.";
-constexpr std::string_view kOverlayEscapedPrefix = "trusted.overlay.overlay.";
-constexpr std::string_view kXattrRedirect = "trusted.overlay.redirect";
-constexpr std::string_view kXattrMetacopy = "trusted.overlay.metacopy";
-constexpr std::string_view kXattrEscWhiteout = "trusted.overlay.overlay.whiteout";
-constexpr std::string_view kXattrEscWhiteouts = "trusted.overlay.overlay.whiteouts";
-constexpr std::string_view kXattrUserWhiteout = "user.overlay.whiteout";
-constexpr std::string_view kXattrUserWhiteouts = "user.overlay.whiteouts";
 
 // The C library's budget for xattrs it sets itself (not from a dump file).
 constexpr size_t kInternalXattrBudget = UINT16_MAX;
@@ -187,7 +171,7 @@ struct Overlay {
 }  // namespace
 
 std::string XattrRef::name() const {
-  std::string n(name_index < kPrefixCount ? kPrefixes[name_index] : std::string_view());
+  std::string n(name_index < kXattrPrefixCount ? kXattrPrefixes[name_index] : std::string_view());
   n += suffix;
   return n;
 }
@@ -410,7 +394,7 @@ Status ImageReader::for_each_xattr(const InodeInfo& in, F&& fn) const {
                      len);
     if (index & kXattrLongPrefix)
       return unsupported(off + 1, "inode {}: xattr with a long name prefix ({:#x})", in.nid, index);
-    if (index >= kPrefixCount)
+    if (index >= kXattrPrefixCount)
       return corrupt(off + 1, "inode {}: xattr with unknown name index {}", in.nid, index);
     XattrRef x;
     x.name_index = index;
@@ -452,7 +436,7 @@ template <class Set>
 Status ImageReader::translate_xattrs(const InodeInfo& in, Overlay& ov, Set&& set) const {
   std::string name;
   return for_each_xattr(in, [&](const XattrRef& x) -> Status {
-    name.assign(kPrefixes[x.name_index]);
+    name.assign(kXattrPrefixes[x.name_index]);
     name.append(x.suffix);
     if (name.find('\0') != std::string::npos)
       return corrupt(x.offset, "xattr name '{}' contains a NUL byte", printable(name));

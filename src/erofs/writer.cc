@@ -9,15 +9,15 @@
 //   3. inodes are numbered breadth-first, xattrs shared when used twice;
 //   4. inodes are laid out with tails kept inside one block, then the shared
 //      xattr table, then data blocks in inode order.
-#include "erofs/writer.h"
+#include "composefs-cpp/erofs/writer.h"
 
 #include <algorithm>
 #include <cstring>
 #include <memory_resource>
 #include <unordered_map>
 
-#include "erofs/encode.h"
-#include "erofs/format.h"
+#include "composefs-cpp/erofs/encode.h"
+#include "composefs-cpp/erofs/format.h"
 
 namespace cfs::erofs {
 
@@ -25,20 +25,8 @@ namespace {
 
 using detail::ChunkInfo;
 using detail::chunking;
-using detail::kOverlayEscapedPrefix;
-using detail::kOverlayPrefix;
-using detail::kXattrMetacopy;
-using detail::kXattrRedirect;
 using detail::Out;
 using detail::XattrTable;
-constexpr std::string_view kXattrOpaque = "trusted.overlay.opaque";
-constexpr std::string_view kXattrEscWhiteout = "trusted.overlay.overlay.whiteout";
-constexpr std::string_view kXattrEscWhiteouts = "trusted.overlay.overlay.whiteouts";
-constexpr std::string_view kXattrEscOpaque = "trusted.overlay.overlay.opaque";
-constexpr std::string_view kXattrUserWhiteout = "user.overlay.whiteout";
-constexpr std::string_view kXattrUserWhiteouts = "user.overlay.whiteouts";
-constexpr std::string_view kXattrUserOpaque = "user.overlay.opaque";
-constexpr std::string_view kXattrSelinux = "security.selinux";
 
 struct WXattr {
   std::string_view key;

@@ -24,8 +24,8 @@
 #include <memory_resource>
 #include <unordered_map>
 
-#include "erofs/encode.h"
-#include "erofs/format.h"
+#include "composefs-cpp/erofs/encode.h"
+#include "composefs-cpp/erofs/format.h"
 
 namespace cfs::erofs::detail {
 namespace {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // XXH32 (the 32-bit xxHash), which EROFS uses for its xattr name filter.
-#include "base/endian.h"
-#include "erofs/format.h"
+#include "composefs-cpp/base/endian.h"
+#include "composefs-cpp/erofs/format.h"
 
 namespace cfs::erofs {
 

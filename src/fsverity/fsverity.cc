@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "fsverity/fsverity.h"
+#include "composefs-cpp/fsverity/fsverity.h"
 
 #include <fcntl.h>
 #include <linux/fsverity.h>
-#include <sched.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -11,8 +10,9 @@
 #include <cstring>
 #include <thread>
 
-#include "base/endian.h"
-#include "base/hex.h"
+#include "composefs-cpp/base/cpu.h"
+#include "composefs-cpp/base/endian.h"
+#include "composefs-cpp/base/hex.h"
 
 namespace cfs::fsverity {
 
@@ -308,12 +308,6 @@ Result<Digest> digest_of_fd(int fd, const Params& p, bool probe_holes, std::span
 
 namespace {
 
-unsigned cpus_available() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
 // Data per thread per window: large enough that starting threads costs
 // nothing measurable, small enough to keep the hashes of a window in cache.
 constexpr uint64_t kSlice = 8 << 20;
@@ -352,7 +346,7 @@ Status hash_slice(int fd, uint64_t off, uint64_t len, const Params& p, FixedHash
 
 Result<Digest> digest_of_file_parallel(int fd, uint64_t size, const Params& p, unsigned threads) {
   CFS_TRY(validate(p));
-  if (threads == 0) threads = cpus_available();
+  if (threads == 0) threads = default_threads();
   const uint64_t bs = p.block_size;
   const uint64_t slice = kSlice / bs * bs;
   threads = static_cast<unsigned>(std::clamp<uint64_t>((size + slice - 1) / slice, 1, threads));

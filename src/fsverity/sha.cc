@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "fsverity/sha.h"
+#include "composefs-cpp/fsverity/sha.h"
 
 #include <openssl/evp.h>
 

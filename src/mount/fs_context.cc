@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The new mount API through syscall(); constants are the kernel ABI values
 // (uapi/linux/mount.h), so neither glibc nor kernel headers must carry them.
-#include "mount/fs_context.h"
+#include "composefs-cpp/mount/fs_context.h"
 
 #include <fcntl.h>
 #include <sys/syscall.h>

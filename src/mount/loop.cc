@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // LOOP_CTL_GET_FREE + LOOP_CONFIGURE, retried when another process takes the
 // free device first.
-#include "mount/loop.h"
+#include "composefs-cpp/mount/loop.h"
 
 #include <linux/loop.h>
 #include <sys/ioctl.h>

@@ -2,7 +2,7 @@
 // mount_image: check the image, mount its EROFS layer (detached), decide what
 // fs-verity can be enforced, then build the overlay and attach it.  Each
 // resource is an RAII object declared in the order it must be undone.
-#include "mount/mount.h"
+#include "composefs-cpp/mount/mount.h"
 
 #include <dirent.h>
 #include <sys/mount.h>
@@ -14,10 +14,10 @@
 #include <deque>
 #include <memory>
 
-#include "base/fd.h"
-#include "erofs/format.h"
-#include "mount/fs_context.h"
-#include "mount/loop.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/erofs/format.h"
+#include "composefs-cpp/mount/fs_context.h"
+#include "composefs-cpp/mount/loop.h"
 
 namespace cfs::mount {
 namespace {

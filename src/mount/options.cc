@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // mount.composefs option parsing; pure (no I/O) so it is tested directly.
-#include "mount/options.h"
+#include "composefs-cpp/mount/options.h"
 
-#include "fsverity/fsverity.h"
-#include "mount/fs_context.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/mount/fs_context.h"
 
 namespace cfs::mount {
 

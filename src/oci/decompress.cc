@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/decompress.h"
+#include "composefs-cpp/oci/decompress.h"
 
 #include <zlib.h>
 #include <zstd.h>

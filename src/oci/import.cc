@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/import.h"
+#include "composefs-cpp/oci/import.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -13,7 +13,8 @@
 #include <set>
 #include <thread>
 
-#include "oci/tar.h"
+#include "composefs-cpp/oci/tar.h"
+#include "composefs-cpp/repository/streams.h"
 
 namespace cfs::oci {
 namespace {
@@ -220,30 +221,10 @@ Result<fsverity::Digest> split_tar(Reader& in, Store& store, ImportStats& stats)
 }
 
 Status cat_stream(const Store& store, SplitStreamReader& r, int out_fd, Sha256* sha) {
-  uint64_t total = 0;
-  std::vector<uint8_t> buf(1 << 20);
-  for (;;) {
-    CFS_TRY_ASSIGN(auto c, r.next_chunk());
-    if (!c) break;
-    if (!c->external) {
-      if (sha) sha->update(c->data);
-      if (out_fd >= 0) CFS_TRY(write_full(out_fd, c->data));
-      total += c->data.size();
-      continue;
-    }
-    CFS_TRY_ASSIGN(UniqueFd fd, store.open_object(c->object));
-    for (;;) {
-      CFS_TRY_ASSIGN(size_t n, read_full(fd.get(), std::as_writable_bytes(std::span(buf))));
-      if (n == 0) break;
-      if (sha) sha->update({buf.data(), n});
-      if (out_fd >= 0) CFS_TRY(write_full(out_fd, std::as_bytes(std::span(buf.data(), n))));
-      total += n;
-    }
-  }
-  if (total != r.stream_size())
-    return errorf(Errc::Corrupt, "split stream reassembles to {} bytes, its header says {}", total,
-                  r.stream_size());
-  return {};
+  auto opener = [&](const fsverity::Digest& d) { return store.open_object(d); };
+  repository::ByteObserver observe;
+  if (sha) observe = [sha](std::span<const uint8_t> b) { sha->update(b); };
+  return repository::cat_stream(r, opener, out_fd, observe);
 }
 
 Status merge_layer_stream(const Store& store, SplitStreamReader& r, LayerMerger& merger,

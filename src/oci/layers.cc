@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/layers.h"
+#include "composefs-cpp/oci/layers.h"
 
 #include <sys/sysmacros.h>
 

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/manifest.h"
+#include "composefs-cpp/oci/manifest.h"
 
 #include <sys/utsname.h>
 
 #include <nlohmann/json.hpp>
 
-#include "oci/decompress.h"
-#include "oci/io.h"
+#include "composefs-cpp/oci/decompress.h"
+#include "composefs-cpp/oci/io.h"
 
 namespace cfs::oci {
 namespace {

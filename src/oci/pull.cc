@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/pull.h"
+#include "composefs-cpp/oci/pull.h"
 
 #include <algorithm>
 #include <mutex>
@@ -7,8 +7,8 @@
 #include <set>
 #include <thread>
 
-#include "oci/decompress.h"
-#include "repository/images.h"
+#include "composefs-cpp/oci/decompress.h"
+#include "composefs-cpp/repository/images.h"
 
 namespace cfs::oci {
 namespace {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/registry.h"
+#include "composefs-cpp/oci/registry.h"
 
 #include <curl/curl.h>
 
@@ -7,8 +7,9 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "base/dir.h"
-#include "base/fd.h"
+#include "composefs-cpp/base/base64.h"
+#include "composefs-cpp/base/dir.h"
+#include "composefs-cpp/base/fd.h"
 
 namespace cfs::oci {
 namespace {
@@ -29,24 +30,6 @@ struct Slist {
   ~Slist() { curl_slist_free_all(l); }
   void add(const std::string& s) { l = curl_slist_append(l, s.c_str()); }
 };
-
-std::string base64(std::string_view in) {
-  static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    uint32_t v = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8 | uint8_t(in[i + 2]);
-    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
-  } else if (i + 2 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8;
-    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
-  }
-  return out;
-}
 
 // Parses `Bearer realm="…",service="…",scope="…"` (or Basic).
 std::map<std::string, std::string> parse_challenge(std::string_view h, std::string& scheme) {
@@ -400,7 +383,7 @@ class Client {
     if (scheme == "basic") {
       if (creds_.empty())
         return errorf(Errc::Permission, "registry {} requires credentials", ref_.host);
-      return "Authorization: Basic " + base64(creds_);
+      return "Authorization: Basic " + base64_encode(creds_);
     }
     if (scheme != "bearer" || !params.count("realm"))
       return errorf(Errc::Permission, "registry {}: unsupported authentication '{}'", ref_.host,
@@ -418,7 +401,7 @@ class Client {
     u += "scope=" + url_escape(params.count("scope") ? params["scope"]
                                                      : "repository:" + ref_.repository + ":pull");
     std::vector<std::string> extra;
-    if (!creds_.empty()) extra.push_back("Authorization: Basic " + base64(creds_));
+    if (!creds_.empty()) extra.push_back("Authorization: Basic " + base64_encode(creds_));
     Response r;
     CFS_TRY(perform(u, extra, 1 << 20, r, false));
     if (r.status != 200)

@@ -1,27 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/repo_store.h"
+#include "composefs-cpp/oci/repo_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 
-#include "base/dir.h"
-#include "repository/names.h"
-#include "repository/walk.h"
-#include "tree/tree.h"
+#include "composefs-cpp/base/dir.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/streams.h"
+#include "composefs-cpp/repository/walk.h"
 
 namespace cfs::oci {
-namespace {
-
-// A symlink's target, or nothing when there is no such link.
-Result<std::optional<std::string>> read_link(int dirfd, const std::string& rel) {
-  auto t = repository::read_link(dirfd, rel);
-  if (!t && t.error().sys_errno() == ENOENT) return std::optional<std::string>();
-  if (!t) return tl::unexpected(std::move(t.error()));
-  return std::optional<std::string>(std::move(*t));
-}
-
-}  // namespace
-
 Result<bool> RepoStore::store_object(int fd, uint64_t size, const fsverity::Digest& d) {
   CFS_TRY_ASSIGN(auto r, repo_.store_object(fd, size, d));
   return r == repository::StoreResult::Written;
@@ -36,17 +24,7 @@ Result<UniqueFd> RepoStore::open_object(const fsverity::Digest& d) const {
 }
 
 Result<std::optional<fsverity::Digest>> RepoStore::stream(const std::string& id) const {
-  CFS_TRY_ASSIGN(auto t, read_link(repo_.dirfd(), "streams/" + id));
-  if (!t) return std::optional<fsverity::Digest>();
-  // "../objects/xx/rest": the digest is the last two components.
-  size_t s2 = t->rfind('/');
-  size_t s1 = s2 == std::string::npos || s2 == 0 ? std::string::npos : t->rfind('/', s2 - 1);
-  if (s1 == std::string::npos || !t->starts_with("../"))
-    return errorf(Errc::Corrupt, "streams/{} -> '{}' is not an object", id, *t);
-  auto d = fsverity::Digest::from_hex(alg(), t->substr(s1 + 1, s2 - s1 - 1) + t->substr(s2 + 1));
-  if (!d) return errorf(Errc::Corrupt, "streams/{} -> '{}' is not an object", id, *t);
-  if (!repo_.has_object(*d)) return std::optional<fsverity::Digest>();
-  return std::optional<fsverity::Digest>(*d);
+  return repository::stream_object(repo_, id);
 }
 
 Status RepoStore::register_stream(const std::string& id, const fsverity::Digest& d) {
@@ -68,9 +46,7 @@ Status RepoStore::set_stream_ref(const std::string& ref, const std::string& id) 
 }
 
 Result<std::optional<std::string>> RepoStore::stream_ref(const std::string& ref) const {
-  CFS_TRY_ASSIGN(auto t, read_link(repo_.dirfd(), "streams/refs/" + ref));
-  if (!t) return std::optional<std::string>();
-  return std::optional<std::string>(t->substr(t->rfind('/') + 1));
+  return repository::stream_ref_target(repo_, ref);
 }
 
 Result<std::vector<std::string>> RepoStore::list_stream_refs(const std::string& sub) const {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/source.h"
+#include "composefs-cpp/oci/source.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,10 +7,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "base/fd.h"
-#include "oci/decompress.h"
-#include "oci/registry.h"
-#include "oci/tar.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/oci/decompress.h"
+#include "composefs-cpp/oci/registry.h"
+#include "composefs-cpp/oci/tar.h"
 
 namespace cfs::oci {
 namespace {

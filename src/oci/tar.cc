@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "oci/tar.h"
+#include "composefs-cpp/oci/tar.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <map>
+
+#include "composefs-cpp/base/base64.h"
 
 namespace cfs::oci {
 namespace {
@@ -158,33 +160,6 @@ Status parse_pax(std::string_view data, std::map<std::string, std::string>* out)
     pos += *len;
   }
   return {};
-}
-
-int b64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-Result<std::string> base64_decode(std::string_view in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') break;
-    int v = b64_value(c);
-    if (v < 0) return make_error(Errc::Corrupt, "bad base64 in a LIBARCHIVE.xattr record");
-    acc = acc << 6 | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
 }
 
 Result<std::string> percent_decode(std::string_view in) {
@@ -545,7 +520,7 @@ Result<std::optional<TarEntry>> TarReader::next() {
         auto name = percent_decode(std::string_view(k).substr(17));
         if (!name) return wrap(name.error());
         auto value = base64_decode(v);
-        if (!value) return wrap(value.error());
+        if (!value) return wrap(Error(Errc::Corrupt, "bad base64 in a LIBARCHIVE.xattr record"));
         xattrs.emplace(std::move(*name), std::move(*value));
       }
     }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "pe/authenticode.h"
+#include "composefs-cpp/pe/authenticode.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -14,8 +14,8 @@
 #include <cstring>
 #include <optional>
 
-#include "base/fd.h"
-#include "pe/reader.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/pe/reader.h"
 
 namespace cfs::pe {
 
@@ -213,9 +213,12 @@ Result<std::vector<uint8_t>> authenticode_signature(const Digest256& digest,
     return errorf(Errc::Io, "PKCS#7 signing failed ({}): {}", what, openssl_error());
   };
   if (!p7 || !PKCS7_set_type(p7.get(), NID_pkcs7_signed)) return fail("SignedData");
-  PKCS7_SIGNER_INFO* si = PKCS7_add_signature(p7.get(), key.cert(), key.key(), EVP_sha256());
+  PKCS7_SIGNER_INFO* si =
+      PKCS7_add_signature(p7.get(), static_cast<X509*>(key.cert_handle()),
+                          static_cast<EVP_PKEY*>(key.key_handle()), EVP_sha256());
   if (!si) return fail("signer");
-  if (!PKCS7_add_certificate(p7.get(), key.cert())) return fail("certificate");
+  if (!PKCS7_add_certificate(p7.get(), static_cast<X509*>(key.cert_handle())))
+    return fail("certificate");
 
   // contentInfo: SPC_INDIRECT_DATA_OBJID, [0] EXPLICIT SpcIndirectDataContent
   // (the SEQUENCE itself, not an OCTET STRING as plain PKCS#7 data would be).

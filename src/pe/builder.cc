@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "pe/builder.h"
+#include "composefs-cpp/pe/builder.h"
 
 #include <algorithm>
 #include <cstring>

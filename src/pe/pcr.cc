@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "pe/pcr.h"
+#include "composefs-cpp/pe/pcr.h"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -10,9 +10,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "base/fd.h"
-#include "base/hex.h"
-#include "pe/uki.h"
+#include "composefs-cpp/base/base64.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/pe/uki.h"
 
 namespace cfs::pe {
 
@@ -47,13 +48,6 @@ void extend(const EVP_MD* md, std::vector<uint8_t>& pcr, std::span<const uint8_t
 
 std::span<const uint8_t> bytes_of(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-std::string base64(std::span<const uint8_t> b) {
-  std::string out(4 * ((b.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), b.data(), int(b.size()));
-  out.resize(size_t(n));
-  return out;
 }
 
 }  // namespace
@@ -197,7 +191,7 @@ Result<PcrKey> PcrKey::load(const std::string& path) {
 
 std::string PcrKey::public_pem() const {
   std::unique_ptr<BIO, decltype(&BIO_free)> b(BIO_new(BIO_s_mem()), BIO_free);
-  PEM_write_bio_PUBKEY(b.get(), key_.get());
+  PEM_write_bio_PUBKEY(b.get(), static_cast<EVP_PKEY*>(key_.get()));
   char* p = nullptr;
   long n = BIO_get_mem_data(b.get(), &p);
   return std::string(p, size_t(n));
@@ -207,7 +201,7 @@ Digest256 PcrKey::fingerprint() const {
   // systemd's pubkey_fingerprint: SHA-256 of i2d_PublicKey, i.e. the PKCS#1
   // RSAPublicKey for RSA, the encoded point for EC (not the SPKI).
   unsigned char* der = nullptr;
-  int n = i2d_PublicKey(key_.get(), &der);
+  int n = i2d_PublicKey(static_cast<EVP_PKEY*>(key_.get()), &der);
   auto d = digest(EVP_sha256(), std::span<const uint8_t>(der, size_t(std::max(n, 0))));
   OPENSSL_free(der);
   Digest256 out;
@@ -227,7 +221,8 @@ Result<std::string> pcrsig_json(const std::vector<PcrSignGroup>& groups) {
       std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
                                                                   EVP_MD_CTX_free);
       size_t len = 0;
-      if (EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, g.key->key()) != 1 ||
+      if (EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr,
+                             static_cast<EVP_PKEY*>(g.key->key_handle())) != 1 ||
           EVP_DigestSign(ctx.get(), nullptr, &len, pol.data(), pol.size()) != 1) {
         ERR_clear_error();
         return make_error(Errc::Io, "signing a PCR policy failed");
@@ -239,7 +234,7 @@ Result<std::string> pcrsig_json(const std::vector<PcrSignGroup>& groups) {
       }
       sig.resize(len);
       nlohmann::json e = {
-          {"pcrs", {11}}, {"pkfp", pkfp}, {"pol", to_hex(pol)}, {"sig", base64(sig)}};
+          {"pcrs", {11}}, {"pkfp", pkfp}, {"pol", to_hex(pol)}, {"sig", base64_encode(sig)}};
       auto& arr = banks[v.bank];
       if (arr.is_null()) arr = nlohmann::json::array();
       bool dup = false;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "pe/reader.h"
+#include "composefs-cpp/pe/reader.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "pe/uki.h"
+#include "composefs-cpp/pe/uki.h"
 
 #include <openssl/evp.h>
 
-#include "base/hex.h"
-#include "boot/os_release.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/boot/os_release.h"
 
 namespace cfs::pe {
 

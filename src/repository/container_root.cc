@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/container_root.h"
+#include "composefs-cpp/repository/container_root.h"
 
 #include <unistd.h>
 
-#include "scan/scan.h"
+#include "composefs-cpp/scan/scan.h"
 
 namespace cfs::repository {
 

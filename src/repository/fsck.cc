@@ -9,11 +9,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "oci/splitstream.h"
-#include "repository/names.h"
-#include "repository/repository.h"
-#include "repository/walk.h"
-#include "scan/scan.h"
+#include "composefs-cpp/base/cpu.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/repository.h"
+#include "composefs-cpp/repository/splitstream.h"
+#include "composefs-cpp/repository/walk.h"
 
 namespace cfs::repository {
 
@@ -191,7 +191,7 @@ Result<FsckResult> Repository::fsck() const {
               fmt::format("objects/{:02x}: {}", b, part.error().message()));
       }
     };
-    unsigned n = std::min(16u, scan::default_threads());
+    unsigned n = std::min(16u, default_threads());
     std::vector<std::jthread> threads;
     for (unsigned i = 1; i < n; i++) {
       try {
@@ -250,8 +250,8 @@ Result<FsckResult> Repository::fsck() const {
       if (streams) {
         // The split stream parses, and every object and stream it names exists.
         auto file = open_file(fd, rel, true);
-        auto ss = file ? oci::SplitStreamReader::open(std::move(*file), alg(), std::nullopt)
-                       : Result<oci::SplitStreamReader>(tl::unexpected(file.error()));
+        auto ss = file ? SplitStreamReader::open(std::move(*file), alg(), std::nullopt)
+                       : Result<SplitStreamReader>(tl::unexpected(file.error()));
         if (!ss) {
           corrupted++;
           add(r, "stream-open-failed", fmt::format("{}: {}", rel, ss.error().message()));

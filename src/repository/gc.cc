@@ -10,23 +10,16 @@
 #include <map>
 #include <set>
 
-#include "oci/splitstream.h"
-#include "repository/names.h"
-#include "repository/repository.h"
-#include "repository/walk.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/repository.h"
+#include "composefs-cpp/repository/splitstream.h"
+#include "composefs-cpp/repository/walk.h"
 
 namespace cfs::repository {
 
 using fsverity::Digest;
 
 namespace {
-
-Status flock_retry(int fd, int op) {
-  while (::flock(fd, op) < 0) {
-    if (errno != EINTR) return sys_error("cannot lock the repository");
-  }
-  return {};
-}
 
 // The first-level entries of images/ or streams/ (name -> object digest).
 Result<std::map<std::string, Digest>> category_entries(int dirfd, const std::string& category,
@@ -119,7 +112,7 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
     CFS_TRY(ensure_writable());
     // Waits until no other process has the repository open: nothing is being
     // written while objects are deleted.
-    CFS_TRY(flock_retry(dirfd_.get(), LOCK_EX));
+    CFS_TRY(flock_retry(dirfd_.get(), LOCK_EX, "the repository"));
   }
   auto result = [&]() -> Result<GcResult> {
     GcResult res;
@@ -174,7 +167,7 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
       if (!has_object(d)) continue;  // a dangling stream: pruned below
       auto file = open_file(fd, object_path(d), false);
       if (!file) return tl::unexpected(std::move(file.error()).context("split stream " + d.hex()));
-      auto ss = oci::SplitStreamReader::open(std::move(*file), alg(), std::nullopt);
+      auto ss = SplitStreamReader::open(std::move(*file), alg(), std::nullopt);
       // An unreadable rooted stream: its objects cannot be known, so refuse
       // rather than delete what it may need.
       if (!ss) return tl::unexpected(std::move(ss.error()).context("split stream " + d.hex()));
@@ -232,7 +225,7 @@ Result<GcResult> Repository::gc(const std::vector<std::string>& extra_roots, boo
     return res;
   }();
   if (!dry_run) {
-    auto st = flock_retry(dirfd_.get(), LOCK_SH);
+    auto st = flock_retry(dirfd_.get(), LOCK_SH, "the repository");
     if (!st && result) return tl::unexpected(std::move(st.error()));
   }
   return result;

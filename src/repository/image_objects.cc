@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The objects an image references, read with the EROFS reader.
-#include "erofs/reader.h"
-#include "repository/repository.h"
+#include "composefs-cpp/erofs/reader.h"
+#include "composefs-cpp/repository/repository.h"
 
 namespace cfs::repository {
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/images.h"
+#include "composefs-cpp/repository/images.h"
 
-#include "erofs/writer.h"
+#include "composefs-cpp/erofs/writer.h"
 
 namespace cfs::repository {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/metadata.h"
+#include "composefs-cpp/repository/metadata.h"
 
 #include <fmt/ranges.h>
 

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/names.h"
+#include "composefs-cpp/repository/names.h"
 
 #include <vector>
 
-#include "base/hex.h"
-#include "tree/tree.h"
+#include "composefs-cpp/base/hex.h"
+#include "composefs-cpp/tree/tree.h"
 
 namespace cfs::repository {
 

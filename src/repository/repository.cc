@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/repository.h"
+#include "composefs-cpp/repository/repository.h"
 
 #include <dirent.h>
 #include <fmt/ranges.h>
@@ -14,9 +14,10 @@
 #include <memory>
 #include <random>
 
-#include "repository/names.h"
-#include "repository/walk.h"
-#include "scan/scan.h"
+#include "composefs-cpp/base/copy.h"
+#include "composefs-cpp/repository/names.h"
+#include "composefs-cpp/repository/walk.h"
+#include "composefs-cpp/tree/tree.h"
 
 namespace cfs::repository {
 
@@ -25,22 +26,7 @@ using fsverity::HashAlg;
 
 namespace {
 
-std::string random_name(std::string_view prefix) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  std::string s(prefix);
-  for (int i = 0; i < 12; i++) s += chars[rng() % (sizeof chars - 1)];
-  return s;
-}
-
 std::string proc_fd(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
-
-Status flock_retry(int fd, int op) {
-  while (::flock(fd, op) < 0) {
-    if (errno != EINTR) return sys_error("cannot lock the repository");
-  }
-  return {};
-}
 
 // Reopens an unnamed or temporary file read-only: fs-verity needs a file no
 // one has open for writing.
@@ -82,34 +68,27 @@ Status enable_meta_verity(int ro_fd, HashAlg alg) {
 Status write_metadata(int dirfd, const Metadata& meta, bool enable_verity) {
   std::string data = meta.to_json();
   const std::string name(kMetadataFile);
-  int fd = ::openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-  if (fd >= 0) {
-    UniqueFd tmp(fd);
-    if (::fchmod(fd, 0644) < 0) return sys_error("chmod meta.json");
-    CFS_TRY(write_full(fd, data));
-    if (::fsync(fd) < 0) return sys_error("cannot sync meta.json");
-    CFS_TRY_ASSIGN(UniqueFd ro, reopen_ro(fd));
-    tmp.reset();
-    if (enable_verity) CFS_TRY(enable_meta_verity(ro.get(), meta.alg));
-    if (::linkat(AT_FDCWD, proc_fd(ro.get()).c_str(), dirfd, name.c_str(), AT_SYMLINK_FOLLOW) < 0)
-      return sys_error("cannot create meta.json");
-    if (::fsync(dirfd) < 0) return sys_error("cannot sync the repository directory");
-    return {};
-  }
-  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-    return sys_error("cannot create a temporary file for meta.json");
-  // No O_TMPFILE: create it in place (O_EXCL), as composefs-rs does.
-  fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return sys_error("cannot create meta.json");
-  {
-    UniqueFd out(fd);
-    CFS_TRY(write_full(fd, data));
-    if (::fsync(fd) < 0) return sys_error("cannot sync meta.json");
-  }
-  if (enable_verity) {
-    CFS_TRY_ASSIGN(UniqueFd ro, open_at(dirfd, name, O_RDONLY));
-    CFS_TRY(enable_meta_verity(ro.get(), meta.alg));
-  }
+  CFS_TRY_ASSIGN(TmpFile tmp, create_tmpfile(dirfd, 0644, ".meta.json.tmp-"));
+  // A named temporary (no O_TMPFILE here) never outlives this function.
+  struct Unlink {
+    int dirfd;
+    const std::string& name;
+    ~Unlink() {
+      if (!name.empty()) ::unlinkat(dirfd, name.c_str(), 0);
+    }
+  } unlink_tmp{dirfd, tmp.name};
+  if (::fchmod(tmp.fd.get(), 0644) < 0) return sys_error("chmod meta.json");
+  CFS_TRY(write_full(tmp.fd.get(), data));
+  if (::fsync(tmp.fd.get()) < 0) return sys_error("cannot sync meta.json");
+  CFS_TRY_ASSIGN(UniqueFd ro, reopen_ro(tmp.fd.get()));
+  tmp.fd.reset();
+  if (enable_verity) CFS_TRY(enable_meta_verity(ro.get(), meta.alg));
+  // linkat never replaces: an existing meta.json gives EEXIST.
+  int linked = tmp.name.empty() ? ::linkat(AT_FDCWD, proc_fd(ro.get()).c_str(), dirfd, name.c_str(),
+                                           AT_SYMLINK_FOLLOW)
+                                : ::linkat(dirfd, tmp.name.c_str(), dirfd, name.c_str(), 0);
+  if (linked < 0) return sys_error("cannot create meta.json");
+  if (::fsync(dirfd) < 0) return sys_error("cannot sync the repository directory");
   return {};
 }
 
@@ -216,7 +195,7 @@ Result<Repository> Repository::open(const std::string& path, const OpenOptions& 
   r.dirfd_.reset(fd);
   // Held until this process is done with the repository: garbage collection
   // waits for it.
-  CFS_TRY(flock_retry(fd, LOCK_SH));
+  CFS_TRY(flock_retry(fd, LOCK_SH, "the repository"));
 
   // meta.json, objects/ and everything else are opened beneath the
   // repository: a planted symlink never leads out, a FIFO never blocks.
@@ -326,26 +305,11 @@ Result<Repository::TmpObject> Repository::create_tmp() const {
   if (!objects_fd_) return make_error(Errc::InvalidArgument, "repository not opened for writing");
   TmpObject t;
   t.objects_fd = objects_fd_.get();
-  if (!force_named_tmpfile_) {
-    int fd = ::openat(t.objects_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      t.fd.reset(fd);
-      return t;
-    }
-    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-      return sys_error("cannot create a temporary file in objects/");
-  }
-  for (int i = 0; i < 16; i++) {
-    std::string name = random_name(kTmpObjectPrefix);
-    int fd = ::openat(t.objects_fd, name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      t.fd.reset(fd);
-      t.name = std::move(name);
-      return t;
-    }
-    if (errno != EEXIST) return sys_error("cannot create a temporary file in objects/");
-  }
-  return make_error(Errc::Io, "cannot find a free temporary name in objects/");
+  auto f = create_tmpfile(t.objects_fd, 0644, kTmpObjectPrefix, force_named_tmpfile_);
+  if (!f) return tl::unexpected(std::move(f.error()).context("objects/"));
+  t.fd = std::move(f->fd);
+  t.name = std::move(f->name);
+  return t;
 }
 
 Result<bool> Repository::existing_object_ok(const Digest& d, uint64_t size, bool* present) const {
@@ -420,14 +384,7 @@ Result<StoreResult> Repository::finish_object(TmpObject& tmp, uint64_t /*size*/,
   // Replacing a damaged object: give the new one a temporary name, then
   // rename it over the old one, so the name always holds a whole file.
   if (tmp.name.empty()) {
-    for (int i = 0;; i++) {
-      std::string name = random_name(kTmpObjectPrefix);
-      if (::linkat(AT_FDCWD, proc_fd(ro.get()).c_str(), od, name.c_str(), AT_SYMLINK_FOLLOW) == 0) {
-        tmp.name = std::move(name);
-        break;
-      }
-      if (errno != EEXIST || i > 16) return sys_error("cannot link a temporary object");
-    }
+    CFS_TRY_ASSIGN(tmp.name, link_tmpfile(ro.get(), od, kTmpObjectPrefix));
   }
   if (::renameat(od, tmp.name.c_str(), sd, rest.c_str()) < 0)
     return sys_error(fmt::format("cannot replace objects/{}", rel));
@@ -443,7 +400,7 @@ Result<StoreResult> Repository::store_object(int fd, uint64_t size, const Digest
   CFS_TRY_ASSIGN(bool ok, existing_object_ok(expected, size, &present));
   if (ok) return StoreResult::AlreadyPresent;
   CFS_TRY_ASSIGN(TmpObject tmp, create_tmp());
-  CFS_TRY(scan::copy_file_data(fd, tmp.fd.get(), size));
+  CFS_TRY(copy_file_data(fd, tmp.fd.get(), size));
   return finish_object(tmp, size, expected, present);
 }
 

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "repository/walk.h"
+#include "composefs-cpp/repository/walk.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tree/tree.h"
+#include "composefs-cpp/tree/tree.h"
 
 namespace cfs::repository {
 

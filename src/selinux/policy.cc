@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "selinux/policy.h"
+#include "composefs-cpp/selinux/policy.h"
 
 #include <sys/stat.h>
 

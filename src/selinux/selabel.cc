@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "selinux/selabel.h"
+#include "composefs-cpp/selinux/selabel.h"
 
 #include <linux/openat2.h>
 #include <sys/syscall.h>
@@ -7,7 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "base/fd.h"
+#include "composefs-cpp/base/fd.h"
 
 namespace cfs::selinux {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "tree/tree.h"
+#include "composefs-cpp/tree/tree.h"
 
 #include <algorithm>
 

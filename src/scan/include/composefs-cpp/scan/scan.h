@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+// Builds a tree from a directory on disk (mkcomposefs SOURCE, cfsctl
+// create-image): real metadata first, then file contents hashed in parallel
+// and optionally copied into a content-addressed object store.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "composefs-cpp/base/error.h"
+#include "composefs-cpp/base/fd.h"
+#include "composefs-cpp/fsverity/fsverity.h"
+#include "composefs-cpp/tree/tree.h"
+
+namespace cfs::scan {
+
+// Stores one file's content as an object (the digest store or a repository).
+// Called from worker threads; must be thread-safe.  `fd` is the source file
+// opened read-only at offset 0.
+using ObjectStore = std::function<Status(int fd, uint64_t size, const fsverity::Digest& digest)>;
+
+struct Options {
+  bool use_epoch = false;     // all mtimes 0
+  bool skip_devices = false;  // leave out block and character devices
+  bool skip_xattrs = false;
+  bool user_xattrs = false;  // only user.* xattrs
+  // Keep hardlinks (same st_dev/st_ino) as one inode, the first path in
+  // sorted depth-first order being the primary.  Off by default, as in the
+  // C reference, which changes the image digest when on.
+  bool hardlinks = false;
+  // Which xattrs to keep (after skip/user filtering); null keeps all.
+  std::function<bool(std::string_view key)> xattr_filter;
+  // Directories (by path relative to the source, "" for the root) whose
+  // entries are left out; the directory itself is kept (cfsctl empties /run).
+  std::function<bool(const std::string& rel_dir)> skip_contents;
+  unsigned threads = 0;  // 0: the CPUs this process may run on
+  fsverity::HashAlg alg = fsverity::HashAlg::Sha256;
+  size_t inline_max = kScanInlineMax;
+  ObjectStore store;  // null: digests only
+  // Called once the walk is over (with threads == 1: before any file is
+  // hashed), so tests can change the tree between the walk and the reads.
+  std::function<void()> after_walk;
+};
+
+Result<Tree> scan_directory(const std::string& path, const Options& opts);
+
+// An ObjectStore writing `dir/xx/rest` objects: reflinked where the
+// filesystem can, else copied in the kernel; written under a temporary name
+// and linked into place, so an object name never holds partial content;
+// fs-verity enabled where supported.  Existing objects are kept.
+class DigestStore {
+ public:
+  static Result<DigestStore> open(const std::string& dir);
+  Status store(int fd, uint64_t size, const fsverity::Digest& digest) const;
+  // Flushes everything written so far to disk (one syncfs for the store).
+  Status sync() const;
+  int dirfd() const { return dirfd_.get(); }
+
+ private:
+  explicit DigestStore(UniqueFd fd) : dirfd_(std::move(fd)) {}
+  UniqueFd dirfd_;
+};
+
+}  // namespace cfs::scan
