@@ -2,6 +2,7 @@
 #   make demo   install missing packages, build, run the demo on demo/rootfs
 #   make test   install missing packages, build, run every test (also under ASan/UBSan)
 #   make build  only build (Release); the tools land in build/bin/
+#   make lint   clang-format and clang-tidy (.clang-tidy) over the sources
 #   make install [PREFIX=/usr/local] [DESTDIR=]  tools, headers, libraries,
 #               CMake package and pkg-config file (mount.composefs in /sbin)
 BUILD      ?= build
@@ -10,7 +11,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 PREFIX     ?= /usr/local
 
-.PHONY: all deps build build-asan test test-release test-asan demo bench fuzz format install clean
+.PHONY: all deps build build-asan test test-release test-asan demo bench fuzz format lint install clean
 
 all: build
 
@@ -60,6 +61,9 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+lint: $(BUILD)/CMakeCache.txt
+	@scripts/lint.sh $(BUILD) $(JOBS)
 
 # The prefix is configured into the build (where everything goes);
 # DESTDIR only relocates the copy.
