@@ -4,6 +4,7 @@
 #   make build  install missing packages (or say which), build (Release); the
 #               tools land in build/bin/
 #   make e2e    the whole VM kernel matrix (6.1, 6.12, 7.x; tests/vm), after make test
+#   make lint   clang-format and clang-tidy (.clang-tidy) over the sources
 #   make install [PREFIX=/usr/local] [DESTDIR=]  tools, headers, libraries,
 #               CMake package and pkg-config file (mount.composefs in /sbin)
 BUILD      ?= build
@@ -13,8 +14,8 @@ JOBS       ?= $(shell nproc)
 CMAKE_GEN   = $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 PREFIX     ?= /usr/local
 
-.PHONY: all deps build build-asan test test-release test-asan e2e demo bench fuzz format install \
-        clean cross-aarch64
+.PHONY: all deps build build-asan test test-release test-asan e2e demo bench fuzz format lint \
+        install clean cross-aarch64
 
 all: build
 
@@ -90,9 +91,12 @@ bench: build
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
+lint: deps $(BUILD)/.configured
+	@scripts/lint.sh $(BUILD) $(JOBS)
+
 # The prefix is configured into the build (where everything goes);
 # DESTDIR only relocates the copy.
-install: $(BUILD)/CMakeCache.txt
+install: deps $(BUILD)/.configured
 	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 	cmake --build $(BUILD) -j $(JOBS)
 	DESTDIR=$(DESTDIR) cmake --install $(BUILD)

@@ -27,7 +27,7 @@ bool space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cfs;
   using namespace cfs::boot;
-  if (size > 64 * 1024) return 0;
+  if (size > size_t{64} * 1024) return 0;
   std::string_view input(reinterpret_cast<const char*>(data), size);
 
   for (std::string_view tok : split_cmdline(input)) {

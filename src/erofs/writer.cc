@@ -300,6 +300,8 @@ Status Writer::collect() {
 }
 
 void Writer::add_stubs() {
+  // Adjacent literals in CFS_ROW are concatenated on purpose ("0" "1" -> "01").
+  // NOLINTBEGIN(bugprone-suspicious-missing-comma)
   static const std::string_view names[256] = {
 #define CFS_ROW(a)                                                                           \
   a "0", a "1", a "2", a "3", a "4", a "5", a "6", a "7", a "8", a "9", a "a", a "b", a "c", \
@@ -309,6 +311,7 @@ void Writer::add_stubs() {
       CFS_ROW("c"), CFS_ROW("d"), CFS_ROW("e"), CFS_ROW("f")
 #undef CFS_ROW
   };
+  // NOLINTEND(bugprone-suspicious-missing-comma)
   const WNode& root = nodes_[0];
   std::string_view selinux;
   bool has_selinux = false;

@@ -113,7 +113,7 @@ __attribute__((target("sha,sse4.1,ssse3"), always_inline)) inline void ni_compre
   }
 #pragma GCC unroll 16
   for (int g = 0; g < 16; g++) {
-    const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kSha256K + 4 * g));
+    const __m128i k = _mm_load_si128(reinterpret_cast<const __m128i*>(kSha256K + size_t{4} * g));
 #pragma GCC unroll 4
     for (int n = 0; n < N; n++) {
       __m128i cur;
@@ -142,7 +142,7 @@ __attribute__((target("sha,sse4.1,ssse3"), always_inline)) inline void ni_compre
 }
 
 inline void store_be32(uint8_t* out, const uint32_t s[8]) {
-  for (int i = 0; i < 8; i++) {
+  for (size_t i = 0; i < 8; i++) {
     out[4 * i] = static_cast<uint8_t>(s[i] >> 24);
     out[4 * i + 1] = static_cast<uint8_t>(s[i] >> 16);
     out[4 * i + 2] = static_cast<uint8_t>(s[i] >> 8);
@@ -201,7 +201,7 @@ class ShaNiHasher final : public FixedHasher {
     for (int n = 0; n < N; n++) {
       uint32_t s[8];
       ni_store(st[n], s);
-      store_be32(out + 32 * n, s);
+      store_be32(out + size_t{32} * n, s);
     }
   }
 

@@ -138,9 +138,8 @@ Result<ParsedOptions> parse_options(std::string_view s, bool sloppy) {
       o.read_only = false;
     } else if (const AttrOption* a = find_attr(k); a && !it.value) {
       o.mount_attr = (o.mount_attr & ~a->clear) | a->set;
-    } else if ((is_bookkeeping(k) && !it.value) || k.starts_with("x-") || k == "comment") {
-      p.ignored.push_back(k);
-    } else if (sloppy) {
+    } else if ((is_bookkeeping(k) && !it.value) || k.starts_with("x-") || k == "comment" ||
+               sloppy) {
       p.ignored.push_back(k);
     } else {
       return errorf(Errc::InvalidArgument, "unsupported option '{}'",

@@ -9,7 +9,7 @@
 namespace cfs::oci {
 namespace {
 
-constexpr size_t kInBuf = 128 * 1024;
+constexpr size_t kInBuf = size_t{128} * 1024;
 
 class GzipReader : public Reader {
  public:

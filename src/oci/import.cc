@@ -39,7 +39,7 @@ Status read_up_to_data(TarReader& tar, std::span<uint8_t> out) {
 // parallel.  Jobs in flight are bounded, and so is the memory they hold.
 class StorePool {
  public:
-  explicit StorePool(unsigned threads) : max_inflight_(2 * threads) {
+  explicit StorePool(unsigned threads) : max_inflight_(size_t{2} * threads) {
     for (unsigned i = 0; i < threads; i++) {
       try {
         threads_.emplace_back([this] { work(); });
