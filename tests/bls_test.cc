@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "boot/resources.h"
+#include "boot/write_boot.h"
 
 namespace cfs {
 namespace {
@@ -113,6 +114,22 @@ TEST(Bls, RelocateType1Entry) {
   EXPECT_EQ(sub.text(),
             "title Fedora\nlinux /boot/x/vmlinuz\ninitrd /boot/x/initramfs.img\noptions quiet\n");
   EXPECT_EQ(sub.files.size(), 2u);
+}
+
+// boot-spec 1.8 step 3: V1-only repositories get composefs.digest=v1-...,
+// every other one (dual V1+V2 included, with the V1 id) composefs=.
+TEST(PrepareBootKarg, FollowsTheRepositoryFormats) {
+  auto id = fsverity::Digest::from_hex(std::string(64, 'a'));
+  ASSERT_TRUE(id);
+  std::string hex(64, 'a');
+  using FC = repository::FormatConfig;
+  auto alg = fsverity::HashAlg::Sha256;
+  EXPECT_EQ(boot::prepare_boot_karg(FC{1, {}}, alg, *id, false),
+            "composefs.digest=v1-sha256-12:" + hex);
+  EXPECT_EQ(boot::prepare_boot_karg(FC{1, {}}, alg, *id, true),
+            "composefs.digest=?v1-sha256-12:" + hex);
+  EXPECT_EQ(boot::prepare_boot_karg(FC{1, {2}}, alg, *id, false), "composefs=" + hex);
+  EXPECT_EQ(boot::prepare_boot_karg(FC{2, {}}, alg, *id, true), "composefs=?" + hex);
 }
 
 }  // namespace
