@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "composefs-cpp/boot/oci_boot.h"
+#include "composefs-cpp/deploy/write_boot.h"
 #include "composefs-cpp/dump/dump.h"
 #include "composefs-cpp/erofs/writer.h"
 #include "composefs-cpp/mount/mount.h"
@@ -99,7 +100,10 @@ static boot::BootOptions boot_opts(const Options& o);
 struct Options {
   CLI::App* oci = nullptr;
   CLI::App *pull = nullptr, *images = nullptr, *inspect = nullptr, *tag = nullptr, *untag = nullptr,
-           *layer = nullptr, *dump = nullptr, *compute = nullptr, *mount = nullptr, *fsck = nullptr;
+           *layer = nullptr, *dump = nullptr, *compute = nullptr, *mount = nullptr, *fsck = nullptr,
+           *prepare = nullptr;
+  std::string bootdir = "/boot", entry_id;
+  std::vector<std::string> cmdline;
   std::string source, name, digest, mountpoint, creds, authfile, max_layer_size, cert_dir;
   bool tls_verify = true, json = false, manifest = false, config = false;
   bool bootable = false;
@@ -173,6 +177,16 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
   o->mount->add_option("MOUNTPOINT", o->mountpoint, "Where")->required();
   o->mount->add_flag("--bootable", o->bootable,
                      "Mount the bootable image (linked by oci pull --bootable)");
+  o->prepare = o->oci->add_subcommand(
+      "prepare-boot",
+      "Commit an image's bootable image, write its first boot entry with the composefs karg "
+      "to the boot directory, and create its state directories (<repo>/../state/deploy/<id>); "
+      "name refs images/refs/deploy/<id>* keep it through gc");
+  o->prepare->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
+  o->prepare->add_option("--bootdir", o->bootdir, "The boot directory (default /boot)");
+  o->prepare->add_option("--entry-id", o->entry_id,
+                         "Name the entry (<ID>.conf, /<ID>/ files, or <ID>.efi)");
+  o->prepare->add_option("--cmdline", o->cmdline, "Kernel arguments to add (Type 1 entries)");
   o->fsck = o->oci->add_subcommand("fsck", "Check the stored images");
   o->fsck->add_option("IMAGE", o->name, "Only this image");
   o->fsck->add_flag("--json", o->json, "JSON output");
@@ -389,6 +403,17 @@ int run(Options* o, const OpenRepo& open_repo) {
     auto mounted = mount::mount_image_fd(erofs->fd.get(), o->mountpoint, mo);
     if (!mounted) return fail(kTool, mounted.error());
     for (const auto& n : mounted->notes) std::fprintf(stderr, "%s: %s\n", kTool, n.c_str());
+    return 0;
+  }
+  if (o->prepare->parsed()) {
+    auto img = oci::open_image(store, o->name);
+    if (!img) return fail(kTool, img.error());
+    boot::PrepareBootOptions po;
+    po.bootdir = o->bootdir;
+    if (!o->entry_id.empty()) po.entry_id = o->entry_id;
+    po.cmdline = o->cmdline;
+    auto r = boot::prepare_boot(*repo, *img, po);
+    if (!r) return fail(kTool, r.error());
     return 0;
   }
   if (o->fsck->parsed()) {

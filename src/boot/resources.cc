@@ -260,6 +260,26 @@ void Type1Entry::add_cmdline(std::string_view arg) {
   lines.push_back(fmt::format("options {}", arg));
 }
 
+void Type1Entry::relocate(std::optional<std::string_view> boot_subdir, std::string_view id) {
+  filename = fmt::format("{}.conf", id);
+  std::map<std::string, FileRef> moved;
+  for (auto& line : lines)
+    for (std::string_view key : {"linux", "initrd", "efi"}) {
+      auto v = strip_key(line, key);
+      if (!v) continue;
+      std::string old(*v);
+      size_t slash = old.rfind('/');
+      std::string base = slash == std::string::npos ? old : old.substr(slash + 1);
+      std::string dir =
+          boot_subdir ? fmt::format("/{}/{}", *boot_subdir, id) : fmt::format("/{}", id);
+      std::string now = fmt::format("{}/{}", dir, base);
+      if (auto f = files.find(old); f != files.end()) moved.insert_or_assign(now, f->second);
+      line = fmt::format("{} {}", key, now);
+      break;
+    }
+  files = std::move(moved);
+}
+
 std::string Type1Entry::text() const {
   std::string s;
   for (const auto& l : lines) s += l + "\n";

@@ -57,6 +57,10 @@ struct Type1Entry {
   // argument) is replaced, else the argument is appended; without an
   // `options` line one is added.
   void add_cmdline(std::string_view arg);
+  // composefs-rs's relocate: the entry becomes `<id>.conf` and every
+  // linux/initrd/efi value "/dir/base" becomes "/<id>/base" (after
+  // "/<boot_subdir>" when one is given), `files` re-keyed to match.
+  void relocate(std::optional<std::string_view> boot_subdir, std::string_view id);
   std::string text() const;  // the lines, each ended by '\n'
 };
 
