@@ -109,6 +109,8 @@ cp -a "$src/tests/data" "$ird$src/tests/data"
 cp "$here/guest.sh" "$ird/guest.sh"
 printf 'BUILD=%s\nEXPECT=%s\nKVER=%s\nTESTS="%s"\n' "$build" "$expect" "$kver" "${tests[*]}" \
   >"$ird/guest.env"
+# No tmpfs on /tmp: the initramfs is writable already, and a build under
+# /tmp (a clone there) would be hidden by it.
 cat >"$ird/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -117,7 +119,6 @@ mkdir -p /proc /sys /dev /tmp /disk /usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
 for m in $(cat /modules.list); do insmod /lib/modules/$m.ko || echo "insmod $m failed"; done
 sh /guest.sh
 echo "CFS-VM-END"
