@@ -89,6 +89,7 @@ fuzz:
 	fuzz/run.sh selinux_policy $(FUZZ_SECONDS)
 	fuzz/run.sh kargs $(FUZZ_SECONDS)
 	fuzz/run.sh pe_reader $(FUZZ_SECONDS)
+	fuzz/run.sh bls $(FUZZ_SECONDS)
 
 bench: build
 	@echo "See bench/README.md: each script takes the reference binary's path."
