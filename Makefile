@@ -55,8 +55,9 @@ build-asan: deps $(ASAN_BUILD)/.configured
 # kernel matrix and the UKI boot: sanitized tools under TCG only double their
 # time), the libselinux oracle over a whole Debian tree (selinux_test covers
 # the same matcher), the man page and README checks, the compile checks and
-# the install test, each of which the release run has already done.
-ASAN_SKIP_LABELS := vm|oracle|man|install|compile
+# the install test and the podman example, each of which the release run
+# has already done.
+ASAN_SKIP_LABELS := vm|oracle|man|install|compile|example
 test-release: build
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure -LE e2e
 
@@ -88,6 +89,7 @@ fuzz:
 	fuzz/run.sh selinux_policy $(FUZZ_SECONDS)
 	fuzz/run.sh kargs $(FUZZ_SECONDS)
 	fuzz/run.sh pe_reader $(FUZZ_SECONDS)
+	fuzz/run.sh bls $(FUZZ_SECONDS)
 
 bench: build
 	@echo "See bench/README.md: each script takes the reference binary's path."

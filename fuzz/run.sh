@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs one libFuzzer target for a while:  fuzz/run.sh TARGET SECONDS [libFuzzer args...]
-# TARGET: image_reader, dump_parser, oci_layer, selinux_policy, kargs or pe_reader.
+# TARGET: image_reader, dump_parser, oci_layer, selinux_policy, kargs, pe_reader or bls.
 # Builds build-fuzz/ with clang if needed
 # (CFS_FUZZ_BUILD overrides the directory).  The growing corpus is kept in
 # fuzz/corpus-run/TARGET, crashes land in fuzz/artifacts/TARGET/ (both ignored
@@ -11,13 +11,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 if [ $# -lt 2 ]; then
-  echo "usage: $0 image_reader|dump_parser|oci_layer|selinux_policy|kargs|pe_reader SECONDS [libFuzzer args...]" >&2
+  echo "usage: $0 image_reader|dump_parser|oci_layer|selinux_policy|kargs|pe_reader|bls SECONDS [libFuzzer args...]" >&2
   exit 2
 fi
 target=$1 secs=$2
 shift 2
 case $target in
-  image_reader | dump_parser | oci_layer | selinux_policy | kargs | pe_reader) ;;
+  image_reader | dump_parser | oci_layer | selinux_policy | kargs | pe_reader | bls) ;;
   *) echo "unknown target '$target'" >&2; exit 2 ;;
 esac
 bdir=${CFS_FUZZ_BUILD:-$root/build-fuzz}
@@ -39,6 +39,7 @@ if [ "$target" = image_reader ] || [ "$target" = dump_parser ]; then "$here/seed
 case $target in
   dump_parser) max_len=16384 ;;
   selinux_policy) max_len=8192 ;;  # the target ignores longer inputs
+  bls) max_len=4096 ;;
   # pe_reader: also Debian's stubs and systemd-boot (about 100 KiB each) as seeds.
   pe_reader)
     max_len=131072

@@ -92,6 +92,8 @@ TEST(Bls, BootCountingSuffixes) {
   EXPECT_EQ(boot::bls::strip_boot_counting("foo.conf"), "foo.conf");
   EXPECT_EQ(boot::bls::strip_boot_counting("c++.conf"), "c++.conf");
   EXPECT_EQ(boot::bls::strip_boot_counting("a+b-1.conf"), "a+b-1.conf");
+  // Only the last "+N[-M]" is a counter (systemd-boot reads entry "a+3.conf").
+  EXPECT_EQ(boot::bls::strip_boot_counting("a+3+3.conf"), "a+3.conf");
   EXPECT_TRUE(boot::bls::same_entry("bootc_os-1-1+2-1.conf", "bootc_os-1-1.conf"));
   EXPECT_FALSE(boot::bls::same_entry("bootc_os-1-1.conf", "bootc_os-1-0.conf"));
 }

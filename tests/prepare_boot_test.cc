@@ -107,6 +107,41 @@ TEST_F(PrepareBoot, Type1EntryIsRelocated) {
   EXPECT_FALSE(fs::exists(d_ + "/bootdir/loader/entries/a.conf"));
 }
 
+// REF VERITY (composefs-rs's optional positional): the image is used only if
+// its stored config stream has that fs-verity digest, here measured by
+// fsverity(1) on the stream file.
+TEST_F(PrepareBoot, ConfigVerityIsChecked) {
+  pull("t");
+  std::string cfg = must("cd " + Q(d_) + " && " + Q(tool("cfsctl")) + " --repo " + Q(repo_) +
+                         " oci inspect --config t | head -c -1 | sha256sum | cut -d' ' -f1");
+  std::string stream = repo_ + "/streams/oci-config-sha256:" + cfg;
+  ASSERT_TRUE(fs::exists(stream)) << stream;
+  std::string verity = must("fsverity digest --hash-alg=sha256 --compact " + Q(stream));
+  ASSERT_EQ(verity.size(), 64u);
+  std::string inspected = cfsctl("--repo " + Q(repo_) + " oci inspect t");
+  EXPECT_NE(inspected.find("\"config_verity\": \"" + verity + "\""), std::string::npos)
+      << inspected;
+  EXPECT_EQ(cfsctl("--repo " + Q(repo_) + " oci compute-id --bootable t " + verity),
+            bootable_id("t"));
+  EXPECT_FALSE(cfsctl("--repo " + Q(repo_) + " oci dump t " + verity).empty());
+
+  std::string other(64, '0');
+  auto bad = prepare("t", other);
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("has fs-verity digest " + verity + ", not VERITY " + other),
+            std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(fs::exists(d_ + "/bootdir")) << "a refused image wrote boot files";
+  auto malformed = run(Q(tool("cfsctl")) + " --repo " + Q(repo_) + " oci compute-id t 12ab");
+  EXPECT_NE(malformed.status, 0);
+  EXPECT_NE(malformed.err.find("VERITY '12ab' is not a sha256 digest"), std::string::npos)
+      << malformed.err;
+
+  auto good = prepare("t", verity);
+  ASSERT_EQ(good.status, 0) << good.err;
+  EXPECT_TRUE(fs::is_directory(d_ + "/bootdir/loader/entries"));
+}
+
 TEST_F(PrepareBoot, UkiMustCarryTheImageDigestAndGcKeepsItsObjects) {
   if (!have_file(kStub)) GTEST_SKIP() << kStub << " missing (systemd-boot-efi)";
   write_bytes(d_ + "/k", synthetic_kernel("6.1"));

@@ -105,6 +105,7 @@ struct Options {
   std::string bootdir = "/boot", entry_id;
   std::vector<std::string> cmdline;
   std::string source, name, digest, mountpoint, creds, authfile, max_layer_size, cert_dir;
+  std::string config_verity;  // the VERITY positional of dump, compute-id, prepare-boot
   bool tls_verify = true, json = false, manifest = false, config = false;
   bool bootable = false;
   std::string xattrs = "allowlist-only", expected_digest, bootable_compat;
@@ -170,6 +171,14 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
   o->dump->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
   o->compute = o->oci->add_subcommand("compute-id", "Print an image's composefs image id");
   o->compute->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
+
+  auto add_verity = [&](CLI::App* cmd) {
+    cmd->add_option("VERITY", o->config_verity,
+                    "The config's fs-verity digest (oci pull prints the manifest's as 'verity'; "
+                    "oci inspect shows both): refuse the image unless its stored config has it");
+  };
+  add_verity(o->dump);
+  add_verity(o->compute);
   boot_flags(o->dump, true);
   boot_flags(o->compute, true);
   o->mount = o->oci->add_subcommand("mount", "Mount an image's composefs image");
@@ -183,6 +192,7 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
       "to the boot directory, and create its state directories (<repo>/../state/deploy/<id>); "
       "name refs images/refs/deploy/<id>* keep it through gc");
   o->prepare->add_option("IMAGE", o->name, "Tag, or @sha256:DIGEST")->required();
+  add_verity(o->prepare);
   o->prepare->add_option("--bootdir", o->bootdir, "The boot directory (default /boot)");
   o->prepare->add_option("--entry-id", o->entry_id,
                          "Name the entry (<ID>.conf, /<ID>/ files, or <ID>.efi)");
@@ -197,6 +207,22 @@ static boot::BootOptions boot_opts(const Options& o) {
   boot::BootOptions b;
   if (o.bootable_compat == "0.9.0") b.mtime = boot::MtimeRule::SecondsOnly;
   return b;
+}
+
+// composefs-rs's REF [VERITY]: with VERITY, the image is used only if its
+// stored config stream has that fs-verity digest.
+static Result<oci::StoredImage> open_checked(const oci::Store& store, const Options& o,
+                                             fsverity::HashAlg alg) {
+  CFS_TRY_ASSIGN(auto img, oci::open_image(store, o.name));
+  if (o.config_verity.empty()) return img;
+  auto want = fsverity::Digest::from_hex(alg, o.config_verity);
+  if (!want)
+    return errorf(Errc::InvalidArgument, "VERITY '{}' is not a {} digest", o.config_verity,
+                  repository::hash_name(alg));
+  if (!(*want == img.config_verity))
+    return errorf(Errc::Corrupt, "{}: its config {} has fs-verity digest {}, not VERITY {}", o.name,
+                  img.config_digest, img.config_verity.hex(), want->hex());
+  return img;
 }
 
 bool parsed(const Options* o) { return o && o->oci->parsed(); }
@@ -318,11 +344,14 @@ int run(Options* o, const OpenRepo& open_repo) {
     else if (o->config)
       print(img->config_json + "\n");
     else
-      print(dump_json(
-          json{{"manifest", img->manifest_json},
-               {"config", img->config_json},
-               {"referrers", json::array()},
-               {"composefs_erofs", img->image ? json(img->image->hex()) : json(nullptr)}}));
+      print(
+          dump_json(json{{"manifest", img->manifest_json},
+                         {"config", img->config_json},
+                         {"referrers", json::array()},
+                         {"composefs_erofs", img->image ? json(img->image->hex()) : json(nullptr)},
+                         // What VERITY of dump, compute-id and prepare-boot checks.
+                         {"config_verity", img->config_verity.hex()},
+                         {"manifest_verity", img->manifest_verity.hex()}}));
     return done();
   }
   if (o->tag->parsed()) {
@@ -345,7 +374,7 @@ int run(Options* o, const OpenRepo& open_repo) {
     return 0;
   }
   if (o->dump->parsed() || o->compute->parsed()) {
-    auto img = oci::open_image(store, o->name);
+    auto img = open_checked(store, *o, repo->alg());
     if (!img) return fail(kTool, img.error());
     auto mode = boot::parse_xattr_mode(o->xattrs);
     if (!mode) return usage_error(kTool, mode.error().message());
@@ -406,7 +435,7 @@ int run(Options* o, const OpenRepo& open_repo) {
     return 0;
   }
   if (o->prepare->parsed()) {
-    auto img = oci::open_image(store, o->name);
+    auto img = open_checked(store, *o, repo->alg());
     if (!img) return fail(kTool, img.error());
     boot::PrepareBootOptions po;
     po.bootdir = o->bootdir;

@@ -39,24 +39,6 @@ void walk_entries(Node* root, const std::unordered_set<const Node*>& skip, Fn&& 
   }
 }
 
-// Makes `to` the inode `from` was, keeping its own name and place.
-void take_inode(Node* to, const Node* from) {
-  to->link_to = nullptr;
-  to->mode = from->mode;
-  to->nlink = from->nlink;
-  to->uid = from->uid;
-  to->gid = from->gid;
-  to->rdev = from->rdev;
-  to->size = from->size;
-  to->mtime_sec = from->mtime_sec;
-  to->mtime_nsec = from->mtime_nsec;
-  to->payload = from->payload;
-  to->content = from->content;
-  to->digest = from->digest;
-  to->xattrs = from->xattrs;
-  to->xattr_cost = from->xattr_cost;
-}
-
 Result<Node*> toplevel_dir(Node* root, std::string_view name) {
   Node* n = root->find_child(name);
   if (!n)
@@ -113,10 +95,12 @@ Status empty_toplevel_dirs(Tree& tree, const BootOptions& opts) {
       Node* t = c->target();
       if (!removed.count(t)) return;
       auto [it, fresh] = heirs.emplace(t, c);
-      if (fresh)
-        take_inode(c, t);
-      else
+      if (fresh) {
+        c->assign_inode_from(*t);
+        c->nlink = t->nlink;
+      } else {
         c->link_to = it->second;
+      }
     });
     for (auto& [t, heir] : heirs) {
       uint32_t g = gone[t];

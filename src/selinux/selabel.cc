@@ -123,23 +123,6 @@ Status set_label(Node* n, const std::string* label, const Node* entry) {
 
 bool same_label(const std::string* a, const std::string* b) { return a && b ? *a == *b : a == b; }
 
-// Makes `to` an inode of its own holding what `from` holds.
-void copy_inode(Node* to, const Node* from) {
-  to->link_to = nullptr;
-  to->mode = from->mode;
-  to->uid = from->uid;
-  to->gid = from->gid;
-  to->rdev = from->rdev;
-  to->size = from->size;
-  to->mtime_sec = from->mtime_sec;
-  to->mtime_nsec = from->mtime_nsec;
-  to->payload = from->payload;
-  to->content = from->content;
-  to->digest = from->digest;
-  to->xattrs = from->xattrs;
-  to->xattr_cost = from->xattr_cost;
-}
-
 template <class Fn>
 void for_each_node(Node* root, Fn&& fn) {
   std::vector<Node*> stack{root};
@@ -290,7 +273,7 @@ Result<RelabelStats> relabel(Tree& tree, Policy& policy) {
     stats.hardlinks_split++;
     if (c->link_to) {
       // This entry becomes a copy of the inode, with its own label.
-      copy_inode(c, t);
+      c->assign_inode_from(*t);
       c->nlink = 1;
       if (t->nlink > 1) t->nlink--;
       CFS_TRY(set_label(c, label, c));
@@ -301,7 +284,7 @@ Result<RelabelStats> relabel(Tree& tree, Policy& policy) {
     // links still pointing here), and this one keeps its data alone.
     Node* heir = it->second.entry;
     First committed = it->second;
-    copy_inode(heir, t);
+    heir->assign_inode_from(*t);
     heir->nlink = t->nlink > 1 ? t->nlink - 1 : 1;
     t->nlink = 1;
     auto group = std::move(links[t]);

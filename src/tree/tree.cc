@@ -28,6 +28,22 @@ Node* Node::target() { return const_cast<Node*>(static_cast<const Node*>(this)->
 
 static bool name_less(const Node* a, std::string_view b) { return a->name < b; }
 
+void Node::assign_inode_from(const Node& from) {
+  link_to = nullptr;
+  mode = from.mode;
+  uid = from.uid;
+  gid = from.gid;
+  rdev = from.rdev;
+  size = from.size;
+  mtime_sec = from.mtime_sec;
+  mtime_nsec = from.mtime_nsec;
+  payload = from.payload;
+  content = from.content;
+  digest = from.digest;
+  xattrs = from.xattrs;
+  xattr_cost = from.xattr_cost;
+}
+
 Node* Node::find_child(std::string_view n) const {
   // Fast path: appends in sorted order check the last entry first.
   if (!children.empty()) {

@@ -79,6 +79,10 @@ class Node {
   Node* target();
 
   Node* find_child(std::string_view name) const;
+  // Makes this entry hold `from`'s inode (for moving an inode from one of
+  // its hardlink entries to another): every inode field but nlink, which
+  // the caller sets; not name, parent or children; link_to cleared.
+  void assign_inode_from(const Node& from);
   const Xattr* find_xattr(std::string_view key) const;
   // Sets or replaces an xattr with composefs's per-inode budget check, in the
   // way its C library does (the same inputs are accepted and refused).
