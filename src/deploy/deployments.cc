@@ -327,9 +327,16 @@ namespace {
 json entry_json(const SystemStatus& s, const Deployment& d) {
   json img = json::object();
   if (d.origin) {
+    // bootc's ImageReference: docker:// sources are transport "registry".
     std::string ref = d.origin->image_reference;
-    auto src = pull_source(ref);
-    img = json{{"image", json{{"image", src ? *src : ref}, {"transport", "registry"}}},
+    std::string src = pull_source(ref).value_or(ref), transport = "registry";
+    if (src.starts_with("docker://")) {
+      src = src.substr(9);
+    } else if (auto colon = src.find(':'); colon != std::string::npos) {
+      transport = src.substr(0, colon);
+      src = src.substr(colon + 1);
+    }
+    img = json{{"image", json{{"image", src}, {"transport", transport}}},
                {"imageDigest", d.origin->manifest_digest}};
   }
   return json{{"image", img},

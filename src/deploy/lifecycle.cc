@@ -274,8 +274,11 @@ Status write_etc(const EtcTree& t, const std::string& dir) {
 
 Result<StageResult> stage(repository::Repository& repo, const Layout& l, const SystemStatus& st,
                           const StageOptions& o) {
+  // Without a current deployment (a fresh root) this is the first one: no
+  // /etc to merge and no previous entry to keep.
   auto cur = current_deployment(st);
-  if (!cur) return make_error(Errc::NotFound, "no current deployment to upgrade from");
+  if (!cur && o.source.empty())
+    return make_error(Errc::NotFound, "no current deployment to upgrade from");
   CFS_TRY(repo.ensure_writable());
   oci::RepoStore store(repo);
   std::string source = o.source;
@@ -302,8 +305,10 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
       return res;
     }
   // Everything that can refuse runs before the first write.
-  CFS_TRY_ASSIGN(EtcMerge plan, plan_merge(store, l, *cur, img));
-  (void)plan;
+  if (cur) {
+    auto plan = plan_merge(store, l, *cur, img);
+    if (!plan) return tl::unexpected(std::move(plan.error()));
+  }
   CFS_TRY_ASSIGN(boot::BootTree bt, boot::oci_boot_tree(store, img));
   if (bt.entries.empty()) return errorf(Errc::NotFound, "image {} has no kernel or UKI", source);
   CFS_TRY_ASSIGN(EtcTree next_etc, load_etc_image(store, img));
@@ -343,7 +348,7 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
     if (v2) sd.v2.emplace(v2->bytes().begin(), v2->bytes().end());
     sd.insecure = repo.insecure();
     CFS_TRY_ASSIGN(std::string karg, boot::render_sealed_kargs(sd));
-    std::string opts = cur->entry.bls.linux
+    std::string opts = cur && cur->entry.bls.linux
                            ? boot::strip_composefs_kargs(cur->entry.bls.options.value_or(""))
                            : std::string();
     opts = opts.empty() ? karg : opts + " " + karg;
@@ -382,11 +387,15 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
   ne.sort_key = boot::bls::bootc_sort_key(os_id, true);
 
   // The previously current entry, re-keyed as the secondary one.
-  boot::bls::Entry old = cur->entry.bls;
-  std::string old_os = os_id_of(cur->entry);
-  old.sort_key = boot::bls::bootc_sort_key(old_os, false);
-  std::string old_name =
-      boot::bls::bootc_entry_filename(old_os, old.version.value_or(cur->entry.digest), false);
+  std::optional<boot::bls::Entry> old;
+  std::string old_name;
+  if (cur) {
+    old = cur->entry.bls;
+    std::string old_os = os_id_of(cur->entry);
+    old->sort_key = boot::bls::bootc_sort_key(old_os, false);
+    old_name =
+        boot::bls::bootc_entry_filename(old_os, old->version.value_or(cur->entry.digest), false);
+  }
   std::string new_name = boot::bls::bootc_entry_filename(os_id, version, true);
 
   // 1. The boot binary, complete before anything names it.
@@ -426,7 +435,7 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
   CFS_TRY(remove_all(staged_tmp));
   CFS_TRY(make_dirs(staged_tmp));
   CFS_TRY(write_entry(staged_tmp, new_name, ne));
-  if (old_name != new_name) CFS_TRY(write_entry(staged_tmp, old_name, old));
+  if (old && old_name != new_name) CFS_TRY(write_entry(staged_tmp, old_name, *old));
   CFS_TRY(fsync_path(staged_tmp));
   step(o.steps, "staged entries written");
   CFS_TRY(rename_synced(staged_tmp, staged));
@@ -441,15 +450,23 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
 
 Result<bool> finalize(repository::Repository& repo, const Layout& l, const SystemStatus& st,
                       Steps* steps) {
-  if (!st.staged) return false;
+  if (!st.staged) {
+    // What an interrupted finalize left after the exchange: the old entries.
+    CFS_TRY(remove_all(l.staged_entries()));
+    return false;
+  }
   if (st.download_only)
     return make_error(Errc::InvalidArgument,
                       "the staged deployment is locked (download only): not finalized");
   auto cur = current_deployment(st);
-  if (!cur) return make_error(Errc::NotFound, "no current deployment");
   oci::RepoStore store(repo);
   CFS_TRY_ASSIGN(auto next, deployment_image(store, *st.staged));
-  CFS_TRY_ASSIGN(EtcMerge m, plan_merge(store, l, *cur, next));
+  EtcMerge m;
+  if (cur) {
+    CFS_TRY_ASSIGN(m, plan_merge(store, l, *cur, next));
+  } else {
+    CFS_TRY_ASSIGN(m.result, load_etc_image(store, next));  // the first deployment
+  }
   std::string etc = l.state(st.staged->entry.digest) + "/etc", merged = etc + ".merge";
   CFS_TRY(remove_all(merged));
   CFS_TRY(write_etc(m.result, merged));
