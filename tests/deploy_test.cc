@@ -383,5 +383,65 @@ TEST_F(Lifecycle, KilledAtEveryStepLeavesBootableEntries) {
   EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
 }
 
+TEST_F(Lifecycle, InstallToDiskImageFile) {
+  for (auto* t : {"sfdisk", "mkfs.vfat", "mkfs.ext4", "losetup", "mcopy", "fsck.vfat", "e2fsck"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t;
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  if (run("losetup -f").status != 0) GTEST_SKIP() << "no free loop device";
+  must("mkdir -p " + Q(root_ + "/var/lib/app") + " && echo state > " + Q(root_ + "/var/lib/app/f"));
+  repack();
+  std::string disk = d_ + "/disk.img";
+  auto r = run(Q(tool("cfsctl")) + " --insecure install to-disk " + Q("oci:" + d_ + "/img:t") +
+               " " + Q(disk) + " --esp-size 64M --disk-size 300M");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string dump = must("sfdisk --dump " + Q(disk));
+  EXPECT_NE(dump.find("label: gpt"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"), std::string::npos) << dump;
+  // The partitions through loop devices at sfdisk's offsets (no udev here).
+  auto field = [&](int n, const std::string& key) {
+    std::string line =
+        must("sfdisk --dump " + Q(disk) + " | grep '^" + disk + std::to_string(n) + " '");
+    auto p = line.find(key + "=");
+    return std::stoull(line.substr(p + key.size() + 1));
+  };
+  auto attach = [&](int n) {
+    return must("losetup -f --show -o " + std::to_string(field(n, "start") * 512) +
+                " --sizelimit " + std::to_string(field(n, "size") * 512) + " " + Q(disk));
+  };
+  std::string esp = attach(1), root = attach(2);
+  EXPECT_EQ(run("fsck.vfat -n " + esp).status, 0);
+  EXPECT_EQ(run("e2fsck -fn " + root).status, 0);
+  EXPECT_NE(must("tune2fs -l " + root).find(" verity"), std::string::npos);
+  std::string m = d_ + "/mnt", espdir = d_ + "/espcopy";
+  fs::create_directories(m);
+  fs::create_directories(espdir);
+  must("mcopy -s -n -i " + esp + " ::/* " + Q(espdir));
+  ASSERT_EQ(run("mount " + root + " " + Q(m)).status, 0);
+  EXPECT_TRUE(fs::exists(espdir + "/EFI/BOOT/BOOTX64.EFI"));
+  EXPECT_EQ(read_file(espdir + "/loader/loader.conf"), "timeout 5\n");
+  std::string meta = read_file(m + "/composefs/meta.json");
+  EXPECT_NE(meta.find("sha512"), std::string::npos) << meta;
+  EXPECT_EQ(read_file(m + "/state/os/default/var/lib/app/f"), "state\n");
+  auto st = run(Q(tool("cfsctl")) + " status --json --sysroot " + Q(m) + " --boot-dir " +
+                Q(espdir) + " --cmdline /dev/null --mountinfo /dev/null");
+  EXPECT_EQ(st.status, 0) << st.err;
+  json all = json::parse(st.out)["status"];
+  // Not booted: the one deployment is neither booted nor rollback but listed.
+  ASSERT_EQ(all["otherDeployments"].size(), 0u);
+  std::string entry = must("ls " + Q(espdir + "/loader/entries"));
+  std::string text = read_file(espdir + "/loader/entries/" + entry);
+  auto p = text.find("composefs.digest=?v1-sha512-12:");
+  ASSERT_NE(p, std::string::npos) << text;
+  std::string d = text.substr(p + 31, 128);
+  EXPECT_NE(text.find("root=UUID="), std::string::npos) << text;
+  EXPECT_TRUE(fs::exists(m + "/state/deploy/" + d + "/" + d + ".origin"));
+  EXPECT_TRUE(fs::exists(m + "/composefs/images/" + d));
+  EXPECT_TRUE(fs::exists(espdir + "/bootc_composefs-" + d + "/vmlinuz"));
+  run("umount " + Q(m));
+  run("losetup -d " + esp + " " + root);
+}
+
 }  // namespace
 }  // namespace cfs::test

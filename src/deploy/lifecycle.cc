@@ -191,9 +191,14 @@ Result<EtcTree> load_etc_dir(const std::string& dir) {
 }
 
 Result<EtcTree> load_etc_image(const oci::Store& store, const oci::StoredImage& img) {
+  return load_image_dir(store, img, "/etc");
+}
+
+Result<EtcTree> load_image_dir(const oci::Store& store, const oci::StoredImage& img,
+                               const std::string& path) {
   CFS_TRY_ASSIGN(Tree t, oci::image_tree(store, img, false));
   EtcTree out;
-  Node* etc = t.lookup("/etc");
+  Node* etc = t.lookup(path);
   if (!etc || !etc->target()->is_dir()) return out;
   Status st;
   walk_etc(store, etc, "", out, st);

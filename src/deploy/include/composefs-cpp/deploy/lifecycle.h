@@ -32,6 +32,9 @@ using EtcTree = std::map<std::string, EtcEntry>;  // relative path -> entry
 
 Result<EtcTree> load_etc_dir(const std::string& dir);
 Result<EtcTree> load_etc_image(const oci::Store& store, const oci::StoredImage& img);
+// Any directory of an image ("/var"), read the same way; empty if absent.
+Result<EtcTree> load_image_dir(const oci::Store& store, const oci::StoredImage& img,
+                               const std::string& path);
 
 struct EtcMerge {
   EtcTree result;
