@@ -333,8 +333,14 @@ TEST_F(Lifecycle, SwitchUpgradeFinalizeRollbackAndGc) {
   std::string orphan(128, 'e');
   fs::create_directories(s_ + "/state/deploy/" + orphan + "/etc");
   fs::create_directories(s_ + "/boot/bootc_composefs-" + orphan);
-  r = cfs("deploy-gc");
+  // The booted deployment is kept even with no entry naming it.
+  std::string booted(128, 'f');
+  fs::create_directories(s_ + "/state/deploy/" + booted + "/etc");
+  write_file(d_ + "/mountinfo", "30 1 0:30 / / ro - overlay composefs:" + booted + " ro\n");
+  r = run(Q(tool("cfsctl")) + " --insecure deploy-gc --sysroot " + Q(s_) + " --run-dir " +
+          Q(d_ + "/run") + " --cmdline /dev/null --mountinfo " + Q(d_ + "/mountinfo"));
   ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(s_ + "/state/deploy/" + booted));
   EXPECT_FALSE(fs::exists(s_ + "/state/deploy/" + orphan));
   EXPECT_FALSE(fs::exists(s_ + "/boot/bootc_composefs-" + orphan));
   for (const auto& d : {d1, d2}) {
@@ -343,6 +349,22 @@ TEST_F(Lifecycle, SwitchUpgradeFinalizeRollbackAndGc) {
     EXPECT_TRUE(fs::exists(s_ + "/composefs/images/" + d));
   }
   check_bootable("after gc");
+
+  // An entry removed: its deployment's state, kernel, refs, tag and images go.
+  fs::remove(s_ + "/boot/loader/entries/bootc_bootc-2-0.conf");
+  fs::remove_all(s_ + "/state/deploy/" + booted);
+  std::string tags_before = must(Q(tool("cfsctl")) + repo + " oci images --json");
+  r = cfs("deploy-gc");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(fs::exists(s_ + "/state/deploy/" + d2));
+  EXPECT_FALSE(fs::exists(s_ + "/boot/bootc_composefs-" + d2));
+  EXPECT_FALSE(fs::exists(s_ + "/composefs/images/refs/deploy/" + d2));
+  EXPECT_FALSE(fs::exists(s_ + "/composefs/images/" + d2));
+  EXPECT_TRUE(fs::exists(s_ + "/composefs/images/" + d1));
+  json left = json::parse(must(Q(tool("cfsctl")) + repo + " oci images --json"))["images"];
+  ASSERT_EQ(left.size(), 1u) << tags_before;
+  EXPECT_EQ(left[0]["name"], "localhost/bootc-" + manifest);
+  check_bootable("after gc of d2");
 }
 
 TEST_F(Lifecycle, EtcConflictIsRefusedAndNothingWritten) {
@@ -435,12 +457,43 @@ TEST_F(Lifecycle, InstallToDiskImageFile) {
   auto p = text.find("composefs.digest=?v1-sha512-12:");
   ASSERT_NE(p, std::string::npos) << text;
   std::string d = text.substr(p + 31, 128);
-  EXPECT_NE(text.find("root=UUID="), std::string::npos) << text;
+  // bootc's order: root setup first, the composefs karg last.
+  EXPECT_NE(text.find("options root=UUID="), std::string::npos) << text;
+  EXPECT_LT(text.find(" rw "), p) << text;
   EXPECT_TRUE(fs::exists(m + "/state/deploy/" + d + "/" + d + ".origin"));
   EXPECT_TRUE(fs::exists(m + "/composefs/images/" + d));
   EXPECT_TRUE(fs::exists(espdir + "/bootc_composefs-" + d + "/vmlinuz"));
   run("umount " + Q(m));
   run("losetup -d " + esp + " " + root);
+}
+
+TEST_F(Lifecycle, InstallToFilesystemSignsSystemdBoot) {
+  for (auto* t : {"openssl", "sbverify"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t;
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  must("cd " + Q(d_) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout db.key -out db.crt -days 2 "
+       "-subj /CN=test 2>/dev/null");
+  std::string target = d_ + "/target";
+  auto r =
+      run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(target) + " --karg quiet" + " --secureboot-private-key " + Q(d_ + "/db.key") +
+          " --secureboot-certificate " + Q(d_ + "/db.crt"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (auto* f : {"/boot/EFI/BOOT/BOOTX64.EFI", "/boot/EFI/systemd/systemd-bootx64.efi"})
+    EXPECT_EQ(run("sbverify --cert " + Q(d_ + "/db.crt") + " " + Q(target + f)).status, 0) << f;
+  // The unsigned original does not verify: the check can fail.
+  EXPECT_NE(
+      run("sbverify --cert " + Q(d_ + "/db.crt") + " /usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+          .status,
+      0);
+  EXPECT_EQ(fs::read_symlink(target + "/ostree/bootc").string(), "../composefs/bootc");
+  // A second install into the same root is refused.
+  r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(target));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("has deployments already"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -356,8 +356,9 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
     std::string opts = cur && cur->entry.bls.linux
                            ? boot::strip_composefs_kargs(cur->entry.bls.options.value_or(""))
                            : std::string();
-    opts = opts.empty() ? karg : opts + " " + karg;
-    for (const auto& a : o.extra_kargs) opts += " " + a;
+    // bootc's order: root setup and the user's kargs, then the composefs karg.
+    for (const auto& a : o.extra_kargs) opts += (opts.empty() ? "" : " ") + a;
+    opts += (opts.empty() ? "" : " ") + karg;
     ne.options = opts;
     origin.boot_type = "bls";
     {
