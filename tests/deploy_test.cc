@@ -118,14 +118,13 @@ TEST_F(BootcLayout, CmdlineNamesBootedWithoutComposefsRootAndRollbackIsQueued) {
   EXPECT_EQ(st["rollbackQueued"], true);
 }
 
-TEST_F(BootcLayout, UkiEntryAndLockedStage) {
+TEST_F(BootcLayout, UkiEntryOnTheEsp) {
   // A systemd-boot ESP layout: a Type 1 entry pointing at the UKI.
   std::string esp = tmp_.path() + "/esp";
   put(esp + "/loader/loader.conf", "timeout 5\n");
   put(esp + "/loader/entries/bootc_fedora-42-1.conf",
       "title Fedora 42\nversion 42\nuki /EFI/Linux/bootc/bootc_composefs-" + a_ +
           ".efi\nsort-key bootc-fedora-0\n");
-  for (auto* name : {"origin"}) (void)name;
   std::string o = s_ + "/state/deploy/" + a_ + "/" + a_ + ".origin";
   std::string t = read_file(o);
   t.replace(t.find("boot_type = bls"), 15, "boot_type=uki");
@@ -494,6 +493,22 @@ TEST_F(Lifecycle, InstallToFilesystemSignsSystemdBoot) {
           " " + Q(target));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("has deployments already"), std::string::npos) << r.err;
+}
+
+TEST_F(Lifecycle, DownloadOnlyStageIsNotFinalized) {
+  first_install();
+  auto before = entries();
+  must("cd " + Q(root_) + " && echo b2 > etc/b");
+  repack();
+  auto r = cfs("upgrade --download-only");
+  ASSERT_EQ(r.status, 0) << r.err;
+  json st = status();
+  EXPECT_EQ(st["staged"]["downloadOnly"], true);
+  r = cfs("finalize");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("locked"), std::string::npos) << r.err;
+  EXPECT_EQ(entries(), before);
+  EXPECT_TRUE(fs::exists(s_ + "/boot/loader/entries.staged"));
 }
 
 }  // namespace
