@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "composefs-cpp/deploy/lifecycle.h"
+#include "pe_util.h"
 #include "test_util.h"
 
 namespace cfs::test {
@@ -509,6 +510,55 @@ TEST_F(Lifecycle, DownloadOnlyStageIsNotFinalized) {
   EXPECT_NE(r.err.find("locked"), std::string::npos) << r.err;
   EXPECT_EQ(entries(), before);
   EXPECT_TRUE(fs::exists(s_ + "/boot/loader/entries.staged"));
+}
+
+TEST_F(Lifecycle, UkiDeployment) {
+  if (!have_file(kStub)) GTEST_SKIP() << kStub << " missing (systemd-boot-efi)";
+  write_bytes(d_ + "/k", synthetic_kernel("6.1"));
+  fs::remove(root_ + "/usr/lib/modules/6.1/vmlinuz");
+  fs::create_directories(root_ + "/boot/EFI/Linux");
+  repack();
+  // The bootable digest, from a scratch repository (/boot is emptied by the
+  // boot transformation, so the UKI put there below does not change it).
+  std::string scratch = d_ + "/scratch", c = Q(tool("cfsctl")) + " --repo " + Q(scratch);
+  must(c + " init --insecure");
+  must(c + " oci pull " + Q("oci:" + d_ + "/img:t") + " t");
+  std::string id = must(c + " oci compute-id --bootable t");
+  ASSERT_EQ(id.size(), 128u);
+  auto build = [&](const std::string& digest) {
+    must(Q(tool("cfsctl")) + " uki build --linux " + Q(d_ + "/k") + " --initrd " +
+         Q(root_ + "/usr/lib/modules/6.1/initramfs.img") +
+         " --os-release 'ID=uki-os\nVERSION_ID=7\nNAME=UkiOS' --composefs-hash sha512 "
+         "--composefs-digest " +
+         digest + " --output " + Q(root_ + "/boot/EFI/Linux/os.efi"));
+    repack();
+  };
+  build(std::string(128, '0'));
+  auto r = cfs("switch " + Q("oci:" + d_ + "/img:t"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("wrong composefs karg"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
+
+  build(id);
+  r = cfs("switch " + Q("oci:" + d_ + "/img:t"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = cfs("finalize");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(entries(), std::vector<std::string>{"bootc_uki_os-7-1.conf"});
+  std::string text = read_file(s_ + "/boot/loader/entries/bootc_uki_os-7-1.conf");
+  EXPECT_NE(text.find("efi /EFI/Linux/bootc/bootc_composefs-" + id + ".efi\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("sort-key bootc-uki-os-0\n"), std::string::npos) << text;
+  EXPECT_EQ(read_file(s_ + "/boot/EFI/Linux/bootc/bootc_composefs-" + id + ".efi"),
+            read_file(root_ + "/boot/EFI/Linux/os.efi"));
+  // Status: the UKI stem names the deployment.
+  write_file(d_ + "/mountinfo", "30 1 0:30 / / ro - overlay composefs:" + id + " ro\n");
+  r = run(Q(tool("cfsctl")) + " status --json --sysroot " + Q(s_) + " --run-dir " + Q(d_ + "/run") +
+          " --cmdline /dev/null --mountinfo " + Q(d_ + "/mountinfo"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  json st = json::parse(r.out)["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], id);
+  EXPECT_EQ(st["booted"]["composefs"]["bootType"], "uki");
 }
 
 }  // namespace

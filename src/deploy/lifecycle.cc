@@ -19,6 +19,7 @@
 #include "composefs-cpp/fsverity/sha.h"
 #include "composefs-cpp/oci/repo_store.h"
 #include "composefs-cpp/oci/store.h"
+#include "composefs-cpp/pe/uki.h"
 
 namespace cfs::deploy {
 namespace fs = std::filesystem;
@@ -377,7 +378,31 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
   } else if (const auto* uki = std::get_if<boot::Type2Entry>(&first);
              uki && uki->pe_type == boot::PeType::Uki) {
     CFS_TRY_ASSIGN(std::string data, ref_data(store, uki->file));
-    ne.title = res.digest;
+    // The sealed karg must name this deployment's image (bootc's
+    // UKIDigestMismatch): V1 or V2, whichever the repository wrote.
+    auto bytes = std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    auto pe = pe::PeFile::parse(bytes);
+    if (!pe) return tl::unexpected(std::move(pe.error()).context(uki->file.path));
+    auto cmdline = pe::text_section(*pe, ".cmdline");
+    if (!cmdline) return tl::unexpected(std::move(cmdline.error()).context(uki->file.path));
+    CFS_TRY_ASSIGN(auto karg, boot::parse_composefs_cmdline(*cmdline, repo.alg()));
+    if (!karg)
+      return errorf(Errc::InvalidArgument, "{}: no composefs karg in its .cmdline", uki->file.path);
+    std::vector<std::vector<uint8_t>> ok{{did.bytes().begin(), did.bytes().end()}};
+    if (v2) ok.emplace_back(v2->bytes().begin(), v2->bytes().end());
+    if (auto vs = boot::validate_digest(*karg, ok); !vs)
+      return tl::unexpected(
+          std::move(vs.error())
+              .context(fmt::format("{}: the UKI has the wrong composefs karg (should be {})",
+                                   uki->file.path, res.digest)));
+    if (auto osrel = pe::text_section(*pe, ".osrel")) {
+      auto r = boot::OsRelease::parse(*osrel);
+      os_id = r.value({"ID"}).value_or("bootc");
+      version = r.version().value_or(res.digest);
+      ne.title = r.boot_label().value_or(res.digest);
+    } else {
+      ne.title = res.digest;
+    }
     ne.version = version;
     std::string rel = "EFI/Linux/bootc/" + prefix + res.digest + ".efi";
     ne.efi = "/" + rel;
