@@ -277,6 +277,10 @@ TEST_F(Lifecycle, SwitchUpgradeFinalizeRollbackAndGc) {
   EXPECT_EQ(d1, must(Q(tool("cfsctl")) + repo + " oci compute-id --bootable " + Q("@" + manifest)));
   std::string st1 = s_ + "/state/deploy/" + d1;
   EXPECT_EQ(read_file(st1 + "/etc/a"), "a\n");
+  // boot.digest: sha256 of vmlinuz then initrd.
+  EXPECT_NE(read_file(st1 + "/" + d1 + ".origin")
+                .find("digest=" + must("printf KERNEL1INITRD | sha256sum | cut -d' ' -f1")),
+            std::string::npos);
   EXPECT_EQ(fs::read_symlink(st1 + "/var").string(), "../../os/default/var");
   EXPECT_NE(read_file(st1 + "/" + d1 + ".origin")
                 .find("container-image-reference=ostree-unverified-image:oci:" + d_ + "/img:t"),
@@ -559,6 +563,15 @@ TEST_F(Lifecycle, UkiDeployment) {
   json st = json::parse(r.out)["status"];
   EXPECT_EQ(st["booted"]["composefs"]["verity"], id);
   EXPECT_EQ(st["booted"]["composefs"]["bootType"], "uki");
+  // bootDigest: sha256 of the UKI's .linux then .initrd, the sections as
+  // objcopy (binutils) extracts them.
+  if (have_command("objcopy")) {
+    std::string uki = Q(root_ + "/boot/EFI/Linux/os.efi");
+    must("cd " + Q(d_) + " && objcopy -O binary --only-section=.linux " + uki +
+         " lx && objcopy -O binary --only-section=.initrd " + uki + " ir");
+    EXPECT_EQ(st["booted"]["composefs"]["bootDigest"],
+              must("cd " + Q(d_) + " && cat lx ir | sha256sum | cut -d' ' -f1"));
+  }
 }
 
 }  // namespace

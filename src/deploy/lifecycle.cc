@@ -157,6 +157,13 @@ Result<EtcMerge> plan_merge(const oci::Store& store, const Layout& l, const Depl
   return m;
 }
 
+std::string sha256_hex(std::string_view data) {
+  uint8_t h[32];
+  fsverity::hash_once(fsverity::HashAlg::Sha256,
+                      std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size()), h);
+  return to_hex(std::span<const uint8_t>(h, 32));
+}
+
 void step(Steps* s, std::string_view what) {
   if (s) s->step(what);
 }
@@ -362,13 +369,7 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
     opts += (opts.empty() ? "" : " ") + karg;
     ne.options = opts;
     origin.boot_type = "bls";
-    {
-      std::string both = k + i;
-      uint8_t h[32];
-      fsverity::hash_once(fsverity::HashAlg::Sha256,
-                          std::span(reinterpret_cast<const uint8_t*>(both.data()), both.size()), h);
-      origin.boot_digest = to_hex(std::span<const uint8_t>(h, 32));
-    }
+    origin.boot_digest = sha256_hex(k + i);
     binary = bootdir + "/" + dir;
     binary_tmp = binary + ".tmp";
     CFS_TRY(remove_all(binary_tmp));
@@ -404,6 +405,14 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
       ne.title = res.digest;
     }
     ne.version = version;
+    // bootc's boot digest of a UKI: sha256 over .linux then .initrd (then .dtb).
+    std::string sections;
+    for (std::string_view name : {".linux", ".initrd", ".dtb"})
+      if (const pe::Section* sec = pe->find(name)) {
+        auto d = pe->data(*sec);
+        sections.append(reinterpret_cast<const char*>(d.data()), d.size());
+      }
+    origin.boot_digest = sha256_hex(sections);
     std::string rel = "EFI/Linux/bootc/" + prefix + res.digest + ".efi";
     ne.efi = "/" + rel;
     origin.boot_type = "uki";
