@@ -15,6 +15,7 @@
 #include <functional>
 #include <optional>
 
+#include "cfsctl_deploy.h"
 #include "cfsctl_oci.h"
 #include "cfsctl_uki.h"
 #include "common.h"
@@ -615,6 +616,7 @@ static int tool_main(int argc, char** argv) {
 
   auto oci = tools::oci_cli::add_commands(app);
   auto uki = tools::uki_cli::add_commands(app);
+  auto deploy = tools::deploy_cli::add_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -651,6 +653,8 @@ static int tool_main(int argc, char** argv) {
   if (c_dump->parsed()) return cmd_dump_files(g, dump_image, dump_paths, backing_only);
   if (c_fsck->parsed()) return cmd_fsck(g, fsck_json);
   if (tools::uki_cli::parsed(uki.get())) return tools::uki_cli::run(uki.get());
+  if (tools::deploy_cli::parsed(deploy.get()))
+    return tools::deploy_cli::run(deploy.get(), g.insecure);
   if (tools::oci_cli::parsed(oci.get()))
     return tools::oci_cli::run(oci.get(), [&] { return open_repo(g); });
   return tools::usage_error(kTool, "no command given");

@@ -1,0 +1,578 @@
+// SPDX-License-Identifier: Apache-2.0
+// Deployments on bootc's layout (boot-spec 2.1-2.9): `cfsctl status` on a
+// layout bootc makes, built here by hand from the spec; the /etc three-way
+// merge; and switch/upgrade/finalize/rollback/deploy-gc end to end on OCI
+// images umoci makes, with crashes injected at every durable step.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "composefs-cpp/deploy/lifecycle.h"
+#include "pe_util.h"
+#include "test_util.h"
+
+namespace cfs::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+std::string Q(const std::string& s) { return shell_quote(s); }
+
+std::string must(const std::string& cmd) {
+  auto r = run(cmd);
+  if (r.status != 0) ADD_FAILURE() << cmd << "\n" << r.out << r.err;
+  return trim(r.out);
+}
+
+void put(const std::string& path, const std::string& data) {
+  fs::create_directories(fs::path(path).parent_path());
+  write_file(path, data);
+}
+
+// ------------------------------------------------- status on bootc's layout
+
+class BootcLayout : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    s_ = tmp_.path() + "/sysroot";
+    a_ = std::string(128, 'a');
+    b_ = std::string(128, 'b');
+    c_ = std::string(128, 'c');
+    std::string e = s_ + "/boot/loader/entries/";
+    // bootc's BLS text (BLSConfig order), Type 1 in /boot (the GRUB layout).
+    put(e + "bootc_fedora-42-1.conf",
+        "title Fedora Linux 42\nversion 42\nlinux /boot/bootc_composefs-" + a_ +
+            "/vmlinuz\ninitrd /boot/bootc_composefs-" + a_ +
+            "/initrd\noptions root=UUID=1234 rw composefs=" + a_ + "\nsort-key bootc-fedora-0\n");
+    put(e + "bootc_fedora-41-0.conf",
+        "title Fedora Linux 41\nversion 41\nlinux /boot/bootc_composefs-" + b_ +
+            "/vmlinuz\ninitrd /boot/bootc_composefs-" + b_ +
+            "/initrd\noptions root=UUID=1234 rw composefs=" + b_ + "\nsort-key bootc-fedora-1\n");
+    // A staged upgrade: the new entry and the booted one re-keyed.
+    std::string st = s_ + "/boot/loader/entries.staged/";
+    put(st + "bootc_fedora-43-1.conf",
+        "title Fedora Linux 43\nversion 43\nlinux /boot/bootc_composefs-" + c_ +
+            "/vmlinuz\ninitrd /boot/bootc_composefs-" + c_ +
+            "/initrd\noptions root=UUID=1234 rw composefs.digest=v1-sha512-12:" + c_ +
+            "\nsort-key bootc-fedora-0\n");
+    put(st + "bootc_fedora-42-0.conf", read_file(e + "bootc_fedora-42-1.conf"));
+    put(s_ + "/boot/grub2/grub.cfg", "");
+    int n = 0;
+    for (const auto& d : {a_, b_, c_}) {
+      std::string dir = s_ + "/state/deploy/" + d;
+      fs::create_directories(dir + "/etc");
+      fs::create_directory_symlink("../../os/default/var", dir + "/var");
+      // tini's form, with bootc's keys (composefs_consts.rs).
+      put(dir + "/" + d + ".origin",
+          "[origin]\ncontainer-image-reference=ostree-unverified-image:docker://quay.io/fedora/"
+          "fedora-bootc:4" +
+              std::to_string(2 - n) +
+              "\n\n[boot]\nboot_type = bls\ndigest=" + std::string(64, char('0' + n)) +
+              "\n\n[image]\nmanifest_digest=sha256:" + std::string(64, char('d' + n)) + "\n");
+      ++n;
+    }
+    put(tmp_.path() + "/run/staged-deployment",
+        "{\"depl_id\":\"" + c_ + "\",\"finalization_locked\":false}");
+    put(tmp_.path() + "/cmdline", "BOOT_IMAGE=/vmlinuz root=UUID=1234 rw composefs=" + b_ + "\n");
+    // Soft-rebooted into A: the mount source of / wins over the command line.
+    put(tmp_.path() + "/mountinfo",
+        "22 1 0:21 / /sysroot rw,relatime shared:1 - ext4 /dev/vda3 rw\n"
+        "30 1 0:30 / / ro,relatime shared:2 - overlay composefs:" +
+            a_ + " ro,lowerdir+=/x\n");
+    put(tmp_.path() + "/empty", "");
+  }
+  json status(const std::string& mountinfo) {
+    std::string out = must(Q(tool("cfsctl")) + " status --json --sysroot " + Q(s_) + " --run-dir " +
+                           Q(tmp_.path() + "/run") + " --cmdline " + Q(tmp_.path() + "/cmdline") +
+                           " --mountinfo " + Q(tmp_.path() + "/" + mountinfo));
+    return json::parse(out);
+  }
+  TempDir tmp_;
+  std::string s_, a_, b_, c_;
+};
+
+TEST_F(BootcLayout, StatusReadsEveryField) {
+  json j = status("mountinfo");
+  const json& st = j["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], a_);
+  EXPECT_EQ(st["booted"]["composefs"]["bootType"], "bls");
+  EXPECT_EQ(st["booted"]["composefs"]["bootloader"], "grub");
+  EXPECT_EQ(st["booted"]["composefs"]["bootDigest"], std::string(64, '0'));
+  EXPECT_EQ(st["booted"]["image"]["image"]["image"], "quay.io/fedora/fedora-bootc:42");
+  EXPECT_EQ(st["booted"]["image"]["image"]["transport"], "registry");
+  EXPECT_EQ(st["booted"]["image"]["imageDigest"], "sha256:" + std::string(64, 'd'));
+  EXPECT_EQ(st["rollback"]["composefs"]["verity"], b_);
+  EXPECT_EQ(st["rollback"]["composefs"]["bootDigest"], std::string(64, '1'));
+  EXPECT_EQ(st["staged"]["composefs"]["verity"], c_);
+  EXPECT_EQ(st["staged"]["downloadOnly"], false);
+  EXPECT_EQ(st["rollbackQueued"], false);
+  EXPECT_TRUE(st["otherDeployments"].empty());
+  EXPECT_EQ(j["spec"]["bootOrder"], "default");
+}
+
+TEST_F(BootcLayout, CmdlineNamesBootedWithoutComposefsRootAndRollbackIsQueued) {
+  // Booted B (second entry): the first entry now is the rollback, queued.
+  json st = status("empty")["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], b_);
+  EXPECT_EQ(st["rollback"]["composefs"]["verity"], a_);
+  EXPECT_EQ(st["rollbackQueued"], true);
+}
+
+TEST_F(BootcLayout, UkiEntryOnTheEsp) {
+  // A systemd-boot ESP layout: a Type 1 entry pointing at the UKI.
+  std::string esp = tmp_.path() + "/esp";
+  put(esp + "/loader/loader.conf", "timeout 5\n");
+  put(esp + "/loader/entries/bootc_fedora-42-1.conf",
+      "title Fedora 42\nversion 42\nuki /EFI/Linux/bootc/bootc_composefs-" + a_ +
+          ".efi\nsort-key bootc-fedora-0\n");
+  std::string o = s_ + "/state/deploy/" + a_ + "/" + a_ + ".origin";
+  std::string t = read_file(o);
+  t.replace(t.find("boot_type = bls"), 15, "boot_type=uki");
+  write_file(o, t);
+  put(tmp_.path() + "/run/staged-deployment",
+      "{\"depl_id\":\"" + c_ + "\",\"finalization_locked\":true}");
+  std::string out =
+      must(Q(tool("cfsctl")) + " status --json --sysroot " + Q(s_) + " --boot-dir " + Q(esp) +
+           " --run-dir " + Q(tmp_.path() + "/run") + " --cmdline " + Q(tmp_.path() + "/empty") +
+           " --mountinfo " + Q(tmp_.path() + "/mountinfo"));
+  json st = json::parse(out)["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], a_);
+  EXPECT_EQ(st["booted"]["composefs"]["bootType"], "uki");
+  EXPECT_EQ(st["booted"]["composefs"]["bootloader"], "systemd");
+  EXPECT_TRUE(st["staged"].is_null());  // the ESP has no entries.staged
+  EXPECT_TRUE(st["rollback"].is_null());
+}
+
+// ------------------------------------------------------- /etc three ways
+
+deploy::EtcEntry file(const std::string& data, uint32_t mode = 0644) {
+  return {S_IFREG | mode, 0, 0, data};
+}
+
+TEST(EtcMerge, ThreeWays) {
+  deploy::EtcTree pristine{{"same", file("1")},
+                           {"local", file("1")},
+                           {"image", file("1")},
+                           {"gone", file("1")},
+                           {"chmod", file("1")}};
+  deploy::EtcTree current = pristine, next = pristine;
+  current["local"] = file("mine");
+  next["image"] = file("theirs");
+  next.erase("gone");
+  current["added"] = file("new local");
+  next["shipped"] = file("new image");
+  current["chmod"] = file("1", 0600);
+  auto m = deploy::merge_etc(pristine, current, next);
+  EXPECT_TRUE(m.conflicts.empty());
+  EXPECT_EQ(m.result.at("same"), file("1"));
+  EXPECT_EQ(m.result.at("local"), file("mine"));
+  EXPECT_EQ(m.result.at("image"), file("theirs"));
+  EXPECT_FALSE(m.result.contains("gone"));
+  EXPECT_EQ(m.result.at("added"), file("new local"));
+  EXPECT_EQ(m.result.at("shipped"), file("new image"));
+  EXPECT_EQ(m.result.at("chmod"), file("1", 0600));
+}
+
+TEST(EtcMerge, BothChangedIsAConflict) {
+  deploy::EtcTree pristine{{"f", file("1")}, {"g", file("1")}};
+  deploy::EtcTree current = pristine, next = pristine;
+  current["f"] = file("mine");
+  next["f"] = file("theirs");
+  current["g"] = file("same");
+  next["g"] = file("same");  // the same change on both sides is no conflict
+  auto m = deploy::merge_etc(pristine, current, next);
+  ASSERT_EQ(m.conflicts, std::vector<std::string>{"f"});
+  EXPECT_EQ(m.result.at("g"), file("same"));
+}
+
+// ------------------------------------------------------------ life cycle
+
+class Lifecycle : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!is_root()) GTEST_SKIP() << "needs root (umoci keeps owners only as root)";
+    if (!have_command("umoci")) GTEST_SKIP() << "needs umoci";
+    d_ = tmp_.path();
+    s_ = d_ + "/sysroot";
+    must("cd " + Q(d_) + " && umoci init --layout img && umoci new --image img:t && umoci unpack " +
+         "--image img:t bundle >/dev/null");
+    root_ = d_ + "/bundle/rootfs";
+    must("cd " + Q(root_) +
+         " && mkdir -p usr/lib/modules/6.1 boot sysroot etc/sub && printf KERNEL1 > "
+         "usr/lib/modules/6.1/vmlinuz && printf INITRD > usr/lib/modules/6.1/initramfs.img && "
+         "printf 'ID=test-os\\nVERSION_ID=1\\nPRETTY_NAME=\"Test 1\"\\n' > usr/lib/os-release && "
+         "echo a > etc/a && echo b > etc/b && echo c > etc/sub/c");
+    // The repository as bootc's: sha512 at <sysroot>/composefs (insecure: no fs-verity here).
+    must(Q(tool("cfsctl")) + " --repo " + Q(s_ + "/composefs") + " init --insecure");
+    repack();
+  }
+  void repack() { must("cd " + Q(d_) + " && umoci repack --image img:t bundle"); }
+  std::string args() {
+    return " --sysroot " + Q(s_) + " --run-dir " + Q(d_ + "/run") + " --cmdline /dev/null " +
+           "--mountinfo /dev/null";
+  }
+  CommandResult cfs(const std::string& cmd, const std::string& env = "") {
+    return run(env + " " + Q(tool("cfsctl")) + " --insecure " + cmd + args());
+  }
+  json status() {
+    auto r = cfs("status --json");
+    EXPECT_EQ(r.status, 0) << r.err;
+    return json::parse(r.out)["status"];
+  }
+  std::vector<std::string> entries(const std::string& dir = "entries") {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(s_ + "/boot/loader/" + dir, ec))
+      out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  // Every entry (staged too) names a complete image, kernel and state; fsck passes.
+  void check_bootable(const std::string& when) {
+    for (auto* dir : {"entries", "entries.staged"}) {
+      for (const auto& name : entries(dir)) {
+        std::string text = read_file(s_ + "/boot/loader/" + dir + "/" + name);
+        auto pos = text.find("composefs.digest=?v1-sha512-12:");
+        ASSERT_NE(pos, std::string::npos) << when << ": " << text;
+        std::string d = text.substr(pos + 31, 128);
+        EXPECT_TRUE(fs::exists(s_ + "/composefs/images/" + d)) << when << " " << d;
+        EXPECT_EQ(read_file(s_ + "/boot/bootc_composefs-" + d + "/initrd"), "INITRD") << when;
+        EXPECT_TRUE(fs::exists(s_ + "/state/deploy/" + d + "/" + d + ".origin")) << when;
+      }
+    }
+    auto r = run(Q(tool("cfsctl")) + " --insecure --repo " + Q(s_ + "/composefs") + " fsck");
+    EXPECT_EQ(r.status, 0) << when << "\n" << r.out << r.err;
+  }
+  void first_install() {
+    auto r = cfs("switch " + Q("oci:" + d_ + "/img:t"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = cfs("finalize");
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  std::string digest_of(const json& d) { return d["composefs"]["verity"].get<std::string>(); }
+  TempDir tmp_;
+  std::string d_, s_, root_;
+};
+
+TEST_F(Lifecycle, SwitchUpgradeFinalizeRollbackAndGc) {
+  first_install();
+  auto one = entries();
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0], "bootc_test_os-1-1.conf");
+  // Not booted (a disk, not the running system): no booted, no rollback.
+  json st = status();
+  EXPECT_TRUE(st["booted"].is_null());
+  std::string d1 = read_file(s_ + "/boot/loader/entries/" + one[0]);
+  auto p = d1.find("composefs.digest=?v1-sha512-12:");
+  ASSERT_NE(p, std::string::npos);
+  d1 = d1.substr(p + 31, 128);
+  // The deployment digest is the bootable image's (oci compute-id --bootable),
+  // and the image is tagged as bootc tags it.
+  std::string repo = " --insecure --repo " + Q(s_ + "/composefs");
+  json images = json::parse(must(Q(tool("cfsctl")) + repo + " oci images --json"))["images"];
+  ASSERT_EQ(images.size(), 1u);
+  std::string manifest = images[0]["manifest_digest"];
+  EXPECT_EQ(images[0]["name"], "localhost/bootc-" + manifest);
+  EXPECT_EQ(d1, must(Q(tool("cfsctl")) + repo + " oci compute-id --bootable " + Q("@" + manifest)));
+  std::string st1 = s_ + "/state/deploy/" + d1;
+  EXPECT_EQ(read_file(st1 + "/etc/a"), "a\n");
+  // boot.digest: sha256 of vmlinuz then initrd.
+  EXPECT_NE(read_file(st1 + "/" + d1 + ".origin")
+                .find("digest=" + must("printf KERNEL1INITRD | sha256sum | cut -d' ' -f1")),
+            std::string::npos);
+  EXPECT_EQ(fs::read_symlink(st1 + "/var").string(), "../../os/default/var");
+  EXPECT_NE(read_file(st1 + "/" + d1 + ".origin")
+                .find("container-image-reference=ostree-unverified-image:oci:" + d_ + "/img:t"),
+            std::string::npos);
+
+  // A new image version: etc/b changes in the image, etc/a locally.
+  write_file(st1 + "/etc/a", "local a\n");
+  must("cd " + Q(root_) + " && echo b2 > etc/b && printf KERNEL2 > usr/lib/modules/6.1/vmlinuz");
+  must("sed -i 's/VERSION_ID=1/VERSION_ID=2/' " + Q(root_ + "/usr/lib/os-release"));
+  repack();
+  auto r = cfs("upgrade");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(entries("entries.staged"),
+            (std::vector<std::string>{"bootc_test_os-1-0.conf", "bootc_test_os-2-1.conf"}));
+  st = status();
+  std::string d2 = digest_of(st["staged"]);
+  EXPECT_NE(d2, d1);
+  // A second upgrade finds nothing new.
+  r = cfs("upgrade");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("deployed already"), std::string::npos) << r.out;
+
+  r = cfs("finalize");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
+  EXPECT_EQ(entries(),
+            (std::vector<std::string>{"bootc_test_os-1-0.conf", "bootc_test_os-2-1.conf"}));
+  std::string e2 = read_file(s_ + "/boot/loader/entries/bootc_test_os-2-1.conf");
+  EXPECT_NE(e2.find("sort-key bootc-test-os-0\n"), std::string::npos) << e2;
+  EXPECT_NE(e2.find("composefs=?"), std::string::npos) << e2;  // both karg forms
+  EXPECT_NE(read_file(s_ + "/boot/loader/entries/bootc_test_os-1-0.conf")
+                .find("sort-key bootc-test-os-1\n"),
+            std::string::npos);
+  std::string st2 = s_ + "/state/deploy/" + d2;
+  EXPECT_EQ(read_file(st2 + "/etc/a"), "local a\n");  // changed locally: kept
+  EXPECT_EQ(read_file(st2 + "/etc/b"), "b2\n");       // changed in the image: taken
+  EXPECT_EQ(read_file(st2 + "/etc/sub/c"), "c\n");
+  EXPECT_EQ(read_file(s_ + "/boot/bootc_composefs-" + d2 + "/vmlinuz"), "KERNEL2");
+  st = status();
+  EXPECT_EQ(digest_of(st["rollback"]), d1);
+  check_bootable("after finalize");
+
+  // Rollback makes d1 first; status then reports d2 as the rollback.
+  r = cfs("rollback");
+  ASSERT_EQ(r.status, 0) << r.err;
+  st = status();
+  EXPECT_EQ(digest_of(st["rollback"]), d2);
+  auto after = entries();
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_NE(read_file(s_ + "/boot/loader/entries/bootc_bootc-1-1.conf").find(d1),
+            std::string::npos);
+
+  // GC: an orphaned state dir and kernel dir go, both deployments stay.
+  std::string orphan(128, 'e');
+  fs::create_directories(s_ + "/state/deploy/" + orphan + "/etc");
+  fs::create_directories(s_ + "/boot/bootc_composefs-" + orphan);
+  // The booted deployment is kept even with no entry naming it.
+  std::string booted(128, 'f');
+  fs::create_directories(s_ + "/state/deploy/" + booted + "/etc");
+  write_file(d_ + "/mountinfo", "30 1 0:30 / / ro - overlay composefs:" + booted + " ro\n");
+  r = run(Q(tool("cfsctl")) + " --insecure deploy-gc --sysroot " + Q(s_) + " --run-dir " +
+          Q(d_ + "/run") + " --cmdline /dev/null --mountinfo " + Q(d_ + "/mountinfo"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(fs::exists(s_ + "/state/deploy/" + booted));
+  EXPECT_FALSE(fs::exists(s_ + "/state/deploy/" + orphan));
+  EXPECT_FALSE(fs::exists(s_ + "/boot/bootc_composefs-" + orphan));
+  for (const auto& d : {d1, d2}) {
+    EXPECT_TRUE(fs::exists(s_ + "/state/deploy/" + d));
+    EXPECT_TRUE(fs::exists(s_ + "/boot/bootc_composefs-" + d));
+    EXPECT_TRUE(fs::exists(s_ + "/composefs/images/" + d));
+  }
+  check_bootable("after gc");
+
+  // An entry removed: its deployment's state, kernel, refs, tag and images go.
+  fs::remove(s_ + "/boot/loader/entries/bootc_bootc-2-0.conf");
+  fs::remove_all(s_ + "/state/deploy/" + booted);
+  std::string tags_before = must(Q(tool("cfsctl")) + repo + " oci images --json");
+  r = cfs("deploy-gc");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(fs::exists(s_ + "/state/deploy/" + d2));
+  EXPECT_FALSE(fs::exists(s_ + "/boot/bootc_composefs-" + d2));
+  EXPECT_FALSE(fs::exists(s_ + "/composefs/images/refs/deploy/" + d2));
+  EXPECT_FALSE(fs::exists(s_ + "/composefs/images/" + d2));
+  EXPECT_TRUE(fs::exists(s_ + "/composefs/images/" + d1));
+  json left = json::parse(must(Q(tool("cfsctl")) + repo + " oci images --json"))["images"];
+  ASSERT_EQ(left.size(), 1u) << tags_before;
+  EXPECT_EQ(left[0]["name"], "localhost/bootc-" + manifest);
+  check_bootable("after gc of d2");
+}
+
+TEST_F(Lifecycle, EtcConflictIsRefusedAndNothingWritten) {
+  first_install();
+  auto dirs = entries();
+  ASSERT_EQ(dirs.size(), 1u);
+  std::string text = read_file(s_ + "/boot/loader/entries/" + dirs[0]);
+  std::string d = text.substr(text.find("composefs.digest=?v1-sha512-12:") + 31, 128);
+  write_file(s_ + "/state/deploy/" + d + "/etc/b", "local b\n");
+  must("cd " + Q(root_) + " && echo image-b > etc/b");
+  repack();
+  auto before = must("find " + Q(s_) + " -path '*/composefs' -prune -o -print | sort");
+  auto r = cfs("upgrade");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("/etc/b"), std::string::npos) << r.err;
+  EXPECT_EQ(must("find " + Q(s_) + " -path '*/composefs' -prune -o -print | sort"), before);
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
+}
+
+TEST_F(Lifecycle, KilledAtEveryStepLeavesBootableEntries) {
+  first_install();
+  must("cd " + Q(root_) + " && echo b2 > etc/b && printf KERNEL2 > usr/lib/modules/6.1/vmlinuz");
+  repack();
+  for (const char* cmd : {"upgrade", "finalize", "rollback"}) {
+    int n = 1;
+    for (;; ++n) {
+      auto r = cfs(cmd, "CFS_DEPLOY_FAIL_AT=" + std::to_string(n));
+      std::string when = std::string(cmd) + " killed at step " + std::to_string(n);
+      check_bootable(when);
+      if (r.status == 0) break;
+      ASSERT_EQ(r.status, 99) << when << ": " << r.err;
+      ASSERT_LT(n, 20) << when;
+    }
+    EXPECT_GE(n, 3) << cmd << ": too few steps were killed";
+  }
+  // Done: two entries, the rollback (the first install) first.
+  EXPECT_EQ(entries().size(), 2u);
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
+}
+
+TEST_F(Lifecycle, InstallToDiskImageFile) {
+  for (auto* t : {"sfdisk", "mkfs.vfat", "mkfs.ext4", "losetup", "mcopy", "fsck.vfat", "e2fsck"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t;
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  if (run("losetup -f").status != 0) GTEST_SKIP() << "no free loop device";
+  must("mkdir -p " + Q(root_ + "/var/lib/app") + " && echo state > " + Q(root_ + "/var/lib/app/f"));
+  repack();
+  std::string disk = d_ + "/disk.img";
+  auto r = run(Q(tool("cfsctl")) + " --insecure install to-disk " + Q("oci:" + d_ + "/img:t") +
+               " " + Q(disk) + " --esp-size 64M --disk-size 300M");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string dump = must("sfdisk --dump " + Q(disk));
+  EXPECT_NE(dump.find("label: gpt"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"), std::string::npos) << dump;
+  // The partitions through loop devices at sfdisk's offsets (no udev here).
+  auto field = [&](int n, const std::string& key) {
+    std::string line =
+        must("sfdisk --dump " + Q(disk) + " | grep '^" + disk + std::to_string(n) + " '");
+    auto p = line.find(key + "=");
+    return std::stoull(line.substr(p + key.size() + 1));
+  };
+  auto attach = [&](int n) {
+    return must("losetup -f --show -o " + std::to_string(field(n, "start") * 512) +
+                " --sizelimit " + std::to_string(field(n, "size") * 512) + " " + Q(disk));
+  };
+  std::string esp = attach(1), root = attach(2);
+  EXPECT_EQ(run("fsck.vfat -n " + esp).status, 0);
+  EXPECT_EQ(run("e2fsck -fn " + root).status, 0);
+  EXPECT_NE(must("tune2fs -l " + root).find(" verity"), std::string::npos);
+  std::string m = d_ + "/mnt", espdir = d_ + "/espcopy";
+  fs::create_directories(m);
+  fs::create_directories(espdir);
+  must("mcopy -s -n -i " + esp + " ::/* " + Q(espdir));
+  ASSERT_EQ(run("mount " + root + " " + Q(m)).status, 0);
+  EXPECT_TRUE(fs::exists(espdir + "/EFI/BOOT/BOOTX64.EFI"));
+  EXPECT_EQ(read_file(espdir + "/loader/loader.conf"), "timeout 5\n");
+  std::string meta = read_file(m + "/composefs/meta.json");
+  EXPECT_NE(meta.find("sha512"), std::string::npos) << meta;
+  EXPECT_EQ(read_file(m + "/state/os/default/var/lib/app/f"), "state\n");
+  auto st = run(Q(tool("cfsctl")) + " status --json --sysroot " + Q(m) + " --boot-dir " +
+                Q(espdir) + " --cmdline /dev/null --mountinfo /dev/null");
+  EXPECT_EQ(st.status, 0) << st.err;
+  json all = json::parse(st.out)["status"];
+  // Not booted: the one deployment is neither booted nor rollback but listed.
+  ASSERT_EQ(all["otherDeployments"].size(), 0u);
+  std::string entry = must("ls " + Q(espdir + "/loader/entries"));
+  std::string text = read_file(espdir + "/loader/entries/" + entry);
+  auto p = text.find("composefs.digest=?v1-sha512-12:");
+  ASSERT_NE(p, std::string::npos) << text;
+  std::string d = text.substr(p + 31, 128);
+  // bootc's order: root setup first, the composefs karg last.
+  EXPECT_NE(text.find("options root=UUID="), std::string::npos) << text;
+  EXPECT_LT(text.find(" rw "), p) << text;
+  EXPECT_TRUE(fs::exists(m + "/state/deploy/" + d + "/" + d + ".origin"));
+  EXPECT_TRUE(fs::exists(m + "/composefs/images/" + d));
+  EXPECT_TRUE(fs::exists(espdir + "/bootc_composefs-" + d + "/vmlinuz"));
+  run("umount " + Q(m));
+  run("losetup -d " + esp + " " + root);
+}
+
+TEST_F(Lifecycle, InstallToFilesystemSignsSystemdBoot) {
+  for (auto* t : {"openssl", "sbverify"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t;
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  must("cd " + Q(d_) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout db.key -out db.crt -days 2 "
+       "-subj /CN=test 2>/dev/null");
+  std::string target = d_ + "/target";
+  auto r =
+      run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(target) + " --karg quiet" + " --secureboot-private-key " + Q(d_ + "/db.key") +
+          " --secureboot-certificate " + Q(d_ + "/db.crt"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (auto* f : {"/boot/EFI/BOOT/BOOTX64.EFI", "/boot/EFI/systemd/systemd-bootx64.efi"})
+    EXPECT_EQ(run("sbverify --cert " + Q(d_ + "/db.crt") + " " + Q(target + f)).status, 0) << f;
+  // The unsigned original does not verify: the check can fail.
+  EXPECT_NE(
+      run("sbverify --cert " + Q(d_ + "/db.crt") + " /usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+          .status,
+      0);
+  EXPECT_EQ(fs::read_symlink(target + "/ostree/bootc").string(), "../composefs/bootc");
+  // A second install into the same root is refused.
+  r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(target));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("has deployments already"), std::string::npos) << r.err;
+}
+
+TEST_F(Lifecycle, DownloadOnlyStageIsNotFinalized) {
+  first_install();
+  auto before = entries();
+  must("cd " + Q(root_) + " && echo b2 > etc/b");
+  repack();
+  auto r = cfs("upgrade --download-only");
+  ASSERT_EQ(r.status, 0) << r.err;
+  json st = status();
+  EXPECT_EQ(st["staged"]["downloadOnly"], true);
+  r = cfs("finalize");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("locked"), std::string::npos) << r.err;
+  EXPECT_EQ(entries(), before);
+  EXPECT_TRUE(fs::exists(s_ + "/boot/loader/entries.staged"));
+}
+
+TEST_F(Lifecycle, UkiDeployment) {
+  if (!have_file(kStub)) GTEST_SKIP() << kStub << " missing (systemd-boot-efi)";
+  write_bytes(d_ + "/k", synthetic_kernel("6.1"));
+  fs::remove(root_ + "/usr/lib/modules/6.1/vmlinuz");
+  fs::create_directories(root_ + "/boot/EFI/Linux");
+  repack();
+  // The bootable digest, from a scratch repository (/boot is emptied by the
+  // boot transformation, so the UKI put there below does not change it).
+  std::string scratch = d_ + "/scratch", c = Q(tool("cfsctl")) + " --repo " + Q(scratch);
+  must(c + " init --insecure");
+  must(c + " oci pull " + Q("oci:" + d_ + "/img:t") + " t");
+  std::string id = must(c + " oci compute-id --bootable t");
+  ASSERT_EQ(id.size(), 128u);
+  auto build = [&](const std::string& digest) {
+    must(Q(tool("cfsctl")) + " uki build --linux " + Q(d_ + "/k") + " --initrd " +
+         Q(root_ + "/usr/lib/modules/6.1/initramfs.img") +
+         " --os-release 'ID=uki-os\nVERSION_ID=7\nNAME=UkiOS' --composefs-hash sha512 "
+         "--composefs-digest " +
+         digest + " --output " + Q(root_ + "/boot/EFI/Linux/os.efi"));
+    repack();
+  };
+  build(std::string(128, '0'));
+  auto r = cfs("switch " + Q("oci:" + d_ + "/img:t"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("wrong composefs karg"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
+
+  build(id);
+  r = cfs("switch " + Q("oci:" + d_ + "/img:t"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = cfs("finalize");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(entries(), std::vector<std::string>{"bootc_uki_os-7-1.conf"});
+  std::string text = read_file(s_ + "/boot/loader/entries/bootc_uki_os-7-1.conf");
+  EXPECT_NE(text.find("efi /EFI/Linux/bootc/bootc_composefs-" + id + ".efi\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("sort-key bootc-uki-os-0\n"), std::string::npos) << text;
+  EXPECT_EQ(read_file(s_ + "/boot/EFI/Linux/bootc/bootc_composefs-" + id + ".efi"),
+            read_file(root_ + "/boot/EFI/Linux/os.efi"));
+  // Status: the UKI stem names the deployment.
+  write_file(d_ + "/mountinfo", "30 1 0:30 / / ro - overlay composefs:" + id + " ro\n");
+  r = run(Q(tool("cfsctl")) + " status --json --sysroot " + Q(s_) + " --run-dir " + Q(d_ + "/run") +
+          " --cmdline /dev/null --mountinfo " + Q(d_ + "/mountinfo"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  json st = json::parse(r.out)["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], id);
+  EXPECT_EQ(st["booted"]["composefs"]["bootType"], "uki");
+  // bootDigest: sha256 of the UKI's .linux then .initrd, the sections as
+  // objcopy (binutils) extracts them.
+  if (have_command("objcopy")) {
+    std::string uki = Q(root_ + "/boot/EFI/Linux/os.efi");
+    must("cd " + Q(d_) + " && objcopy -O binary --only-section=.linux " + uki +
+         " lx && objcopy -O binary --only-section=.initrd " + uki + " ir");
+    EXPECT_EQ(st["booted"]["composefs"]["bootDigest"],
+              must("cd " + Q(d_) + " && cat lx ir | sha256sum | cut -d' ' -f1"));
+  }
+}
+
+}  // namespace
+}  // namespace cfs::test
