@@ -83,10 +83,8 @@ Result<std::string> read_cmdline() {
 // An overlay on `target` with a fresh tmpfs holding upper/work: the tmpfs is
 // mounted on `target` itself (hiding it), the overlay on top with the old
 // `target` as its lower layer through an fd opened before.
-Status mount_transient(const std::string& target, const std::string& source, Stack& stack) {
-  int lower = ::open(target.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (lower < 0) return sys_error(fmt::format("opening {}", target));
-  UniqueFd lower_fd(lower);
+Status mount_transient(const std::string& target, int lower_fd, const std::string& source,
+                       Stack& stack) {
   if (::mount("tmpfs", target.c_str(), "tmpfs", 0, "mode=0755") != 0)
     return sys_error(fmt::format("mounting a tmpfs on {}", target));
   stack.pushed();
@@ -94,7 +92,7 @@ Status mount_transient(const std::string& target, const std::string& source, Sta
   if (::mkdir(upper.c_str(), 0755) != 0 || ::mkdir(work.c_str(), 0700) != 0)
     return sys_error(fmt::format("creating upper/work in the tmpfs on {}", target));
   std::string data =
-      fmt::format("lowerdir={},upperdir={},workdir={}", proc_fd(lower_fd.get()), upper, work);
+      fmt::format("lowerdir={},upperdir={},workdir={}", proc_fd(lower_fd), upper, work);
   if (::mount(source.c_str(), target.c_str(), "overlay", 0, data.c_str()) != 0)
     return sys_error(fmt::format("mounting overlay {} on {}", source, target));
   stack.pushed();
@@ -111,8 +109,11 @@ Status ensure_dir(int dirfd, const char* name, mode_t mode, const std::string& s
 }
 
 // /etc or /var of the new root, per `mode`, from the state directory.
+// `lower` is the image's own directory, opened before a transient root
+// covered it: an overlay over that one would stack overlays three deep,
+// which the kernel refuses (EINVAL).
 Status mount_state_dir(const std::string& root, int state_fd, const std::string& state_shown,
-                       const char* sub, MountMode mode) {
+                       const char* sub, int lower, MountMode mode) {
   if (mode == MountMode::None) return {};
   std::string target = fmt::format("{}/{}", root, sub);
   std::string shown = fmt::format("{}/{}", state_shown, sub);
@@ -136,17 +137,17 @@ Status mount_state_dir(const std::string& root, int state_fd, const std::string&
       UniqueFd rdir(rfd);
       CFS_TRY(ensure_dir(rdir.get(), "upper", 0755, shown));
       CFS_TRY(ensure_dir(rdir.get(), "work", 0700, shown));
-      int lower = ::open(target.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-      if (lower < 0) return sys_error(fmt::format("opening {}", target));
-      UniqueFd lower_fd(lower);
-      std::string data =
-          fmt::format("lowerdir={},upperdir={}/upper,workdir={}/work", proc_fd(lower_fd.get()),
-                      proc_fd(dir.get()), proc_fd(dir.get()));
+      if (lower < 0) return errorf(Errc::NotFound, "the image has no /{}", sub);
+      std::string data = fmt::format("lowerdir={},upperdir={}/upper,workdir={}/work",
+                                     proc_fd(lower), proc_fd(dir.get()), proc_fd(dir.get()));
       if (::mount("overlay", target.c_str(), "overlay", 0, data.c_str()) != 0)
         return sys_error(fmt::format("mounting overlay of {} on {}", shown, target));
       break;
     }
-    case MountMode::Transient: CFS_TRY(mount_transient(target, "transient", inner)); break;
+    case MountMode::Transient:
+      if (lower < 0) return errorf(Errc::NotFound, "the image has no /{}", sub);
+      CFS_TRY(mount_transient(target, lower, "transient", inner));
+      break;
   }
   inner.commit();
   return {};
@@ -256,8 +257,20 @@ Result<Outcome> setup_root(const Options& opts) {
       for (auto& n : m->notes) out.notes.push_back(n);
     }
 
+    // The image's own /, /etc and /var, before anything covers them.
+    auto open_dir = [&](const std::string& p) {
+      return UniqueFd(::open(p.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    };
+    UniqueFd image_root = open_dir(sysroot);
+    if (!image_root)
+      return step_error("root", sys_error(fmt::format("opening the new root {}", sysroot)).value());
+    UniqueFd image_etc = open_dir(sysroot + "/etc");
+    UniqueFd image_var = open_dir(sysroot + "/var");
+
     if (opts.config.root_transient) {
-      if (auto s = mount_transient(sysroot, "transient:composefs=" + k.hex, stack); !s)
+      if (auto s =
+              mount_transient(sysroot, image_root.get(), "transient:composefs=" + k.hex, stack);
+          !s)
         return step_error("transient root", s.error());
     }
 
@@ -270,9 +283,13 @@ Result<Outcome> setup_root(const Options& opts) {
       return step_error("sysroot",
                         sys_error(fmt::format("moving the physical root to {}", inner)).value());
 
-    if (auto s = mount_state_dir(sysroot, state_fd.get(), state_shown, "etc", opts.config.etc); !s)
+    if (auto s = mount_state_dir(sysroot, state_fd.get(), state_shown, "etc", image_etc.get(),
+                                 opts.config.etc);
+        !s)
       return step_error("/etc", s.error());
-    if (auto s = mount_state_dir(sysroot, state_fd.get(), state_shown, "var", opts.config.var); !s)
+    if (auto s = mount_state_dir(sysroot, state_fd.get(), state_shown, "var", image_var.get(),
+                                 opts.config.var);
+        !s)
       return step_error("/var", s.error());
     chosen = k;
     break;
