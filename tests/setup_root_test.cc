@@ -273,7 +273,8 @@ TEST_F(SetupRootSeq, FailsOnTamperedImage) {
   std::string target = std::filesystem::canonical(sysroot_ + "/composefs/images/" + hex_);
   auto r = run("printf x >> " + shell_quote(target));
   ASSERT_EQ(r.status, 0);
-  expect_failure_untouched(setup("composefs=?" + hex_), {"mounting image " + hex_});
+  expect_failure_untouched(setup("composefs=?" + hex_),
+                           {"mounting image " + hex_, "expected sha512:" + hex_});
 }
 
 TEST_F(SetupRootSeq, FailsOnBadConfig) {
