@@ -32,7 +32,7 @@ set_target_properties(composefs PROPERTIES VERSION ${PROJECT_VERSION}
 add_library(composefs-cpp::composefs ALIAS composefs)
 add_library(composefs-cpp::composefs-static ALIAS composefs-static)
 
-install(TARGETS mkcomposefs cfsctl composefs-info composefs-dump
+install(TARGETS mkcomposefs cfsctl composefs-info composefs-dump composefs-setup-root
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS mount.composefs RUNTIME DESTINATION ${CFS_MOUNT_HELPER_DIR})
 foreach(dir ${CFS_INCLUDE_DIRS})
