@@ -15,8 +15,8 @@ foreach(m ${CFS_MODULES})
 endforeach()
 
 # Only what the headers need is public: fmt and tl::expected (base/error.h).
-# OpenSSL, zlib, zstd, curl and PCRE2 stay behind the library.
-pkg_check_modules(CFS_PRIVATE_DEPS REQUIRED IMPORTED_TARGET zlib libzstd libcurl libpcre2-8)
+# OpenSSL, zlib, zstd, curl, PCRE2 and toml++ stay behind the library.
+pkg_check_modules(CFS_PRIVATE_DEPS REQUIRED IMPORTED_TARGET zlib libzstd libcurl libpcre2-8 tomlplusplus)
 add_library(composefs SHARED ${cfs_objects})
 add_library(composefs-static STATIC ${cfs_objects})
 foreach(t composefs composefs-static)
@@ -32,7 +32,7 @@ set_target_properties(composefs PROPERTIES VERSION ${PROJECT_VERSION}
 add_library(composefs-cpp::composefs ALIAS composefs)
 add_library(composefs-cpp::composefs-static ALIAS composefs-static)
 
-install(TARGETS mkcomposefs cfsctl composefs-info composefs-dump
+install(TARGETS mkcomposefs cfsctl composefs-info composefs-dump composefs-setup-root
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS mount.composefs RUNTIME DESTINATION ${CFS_MOUNT_HELPER_DIR})
 foreach(dir ${CFS_INCLUDE_DIRS})

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: Apache-2.0
+// composefs-setup-root: its configuration parser, and the whole sequence run
+// by the tool in a private mount namespace (unshare -m) against a fake
+// sysroot: a repository made by cfsctl, state directories and a command line
+// string.  This host has no fs-verity, so the kargs carry '?'; the image is
+// then still checked against the karg by hashing it in userspace.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "composefs-cpp/setuproot/config.h"
+#include "test_util.h"
+
+using namespace cfs;
+using namespace cfs::setuproot;
+using cfs::test::run;
+using cfs::test::shell_quote;
+using cfs::test::TempDir;
+using cfs::test::tool;
+using cfs::test::write_file;
+
+namespace {
+
+// ---- the configuration file ---------------------------------------------
+
+TEST(SetupRootConfig, EmptyGivesComposefsRsDefaults) {
+  auto c = parse_config("", "c.toml");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_FALSE(c->root_transient);
+  EXPECT_EQ(c->etc, MountMode::Overlay);
+  EXPECT_EQ(c->var, MountMode::Bind);
+}
+
+TEST(SetupRootConfig, AllKeysAndBootcAliases) {
+  auto c = parse_config(
+      "[root]\ntransient = true\n[etc]\nmount = \"volatile\"\n[var]\nmount = \"root\"\n", "c.toml");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_TRUE(c->root_transient);
+  EXPECT_EQ(c->etc, MountMode::Transient);
+  EXPECT_EQ(c->var, MountMode::None);
+  auto d = parse_config("[etc]\nmount = \"bind\"\n[var]\nmount = \"overlay\"\n", "c.toml");
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->etc, MountMode::Bind);
+  EXPECT_EQ(d->var, MountMode::Overlay);
+}
+
+TEST(SetupRootConfig, TransientKeyOnlyWhenMountUnset) {
+  auto c =
+      parse_config("[etc]\ntransient = true\n[var]\ntransient = true\nmount = \"bind\"\n", "c");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(c->etc, MountMode::Transient);
+  EXPECT_EQ(c->var, MountMode::Bind);
+}
+
+TEST(SetupRootConfig, BadConfigsNameFileAndLine) {
+  struct Case {
+    const char* text;
+    const char* where;
+    const char* what;
+  } cases[] = {
+      {"[etc]\nmount = \"tmpfs\"\n", "x.toml:2", "unknown mount mode"},
+      {"[etc]\nmount = \"overlay\"\nmoutn = \"bind\"\n", "x.toml:3", "unknown key \"moutn\""},
+      {"\n[usr]\nmount = \"bind\"\n", "x.toml:2", "unknown table"},
+      {"[root]\ntransient = \"yes\"\n", "x.toml:2", "true or false"},
+      {"[root]\nvolatile = true\n", "x.toml:2", "unknown key"},
+      {"[etc]\nmount = 3\n", "x.toml:2", "must be a string"},
+      {"[etc\nmount = \"bind\"\n", "x.toml:1", ""},
+  };
+  for (const Case& c : cases) {
+    auto r = parse_config(c.text, "x.toml");
+    ASSERT_FALSE(r) << c.text;
+    EXPECT_NE(r.error().message().find(c.where), std::string::npos) << r.error().message();
+    EXPECT_NE(r.error().message().find(c.what), std::string::npos) << r.error().message();
+  }
+}
+
+TEST(SetupRootConfig, MissingFileMeansDefaults) {
+  TempDir t;
+  auto c = load_config(t / "none.toml");
+  ASSERT_TRUE(c) << c.error().message();
+  EXPECT_EQ(*c, Config{});
+}
+
+// ---- the sequence, in a private mount namespace --------------------------
+
+// A fake physical root: SYSROOT/composefs (insecure sha512 repository) with
+// one image, SYSROOT/state/deploy/<hex>/{etc,var}.
+class SetupRootSeq : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cfs::test::is_root()) GTEST_SKIP() << "needs root (mount namespaces, mounts)";
+    if (!cfs::test::have_command("unshare")) GTEST_SKIP() << "needs unshare(1)";
+    sysroot_ = t_ / "sysroot";
+    std::string tree = t_ / "tree";
+    for (const char* d : {"sysroot", "tree/etc", "tree/var", "tree/sysroot", "tree/usr"})
+      std::filesystem::create_directories(t_ / d);
+    write_file(tree + "/usr/greeting", "hello from the image\n");
+    // Big enough to be an external object (read through the data-only layer).
+    big_ = std::string(20000, 'b') + "end\n";
+    write_file(tree + "/usr/big", big_);
+    write_file(tree + "/etc/app.conf", "from-image\n");
+    std::string repo = sysroot_ + "/composefs";
+    auto init = run(tool("cfsctl") + " --repo " + shell_quote(repo) + " init --insecure");
+    ASSERT_EQ(init.status, 0) << init.err;
+    auto img =
+        run(tool("cfsctl") + " --repo " + shell_quote(repo) + " create-image " + shell_quote(tree));
+    ASSERT_EQ(img.status, 0) << img.err;
+    hex_ = cfs::test::trim(img.out);
+    if (hex_.rfind("sha512:", 0) == 0) hex_ = hex_.substr(7);
+    ASSERT_EQ(hex_.size(), 128u) << img.out;
+    state_ = sysroot_ + "/state/deploy/" + hex_;
+    std::filesystem::create_directories(state_ + "/etc");
+    std::filesystem::create_directories(state_ + "/var");
+    write_file(state_ + "/var/state-marker", "var-of-the-deployment\n");
+    write_file(state_ + "/etc/local.conf", "state-etc\n");  // seen when bound
+    std::filesystem::create_directories(state_ + "/etc/upper");
+    write_file(state_ + "/etc/upper/local.conf", "state-etc-upper\n");  // seen as overlay
+  }
+
+  // Runs the tool in a new mount namespace; prints the namespace's mounts
+  // under the temp dir before and after, then runs `after` there.
+  struct Outcome {
+    int rc = -1;
+    std::string before, after, checks, err;
+  };
+  Outcome setup(const std::string& cmdline, const std::string& config_text = "",
+                const std::string& after = "") {
+    std::string config = t_ / "conf.toml";
+    if (!config_text.empty()) write_file(config, config_text);
+    std::string filt = "grep -F " + shell_quote(t_.path()) + " /proc/self/mountinfo";
+    std::string script =
+        "mount --make-rprivate / && " + filt + "; echo @@; " + tool("composefs-setup-root") +
+        " --sysroot " + shell_quote(sysroot_) + " --config " +
+        shell_quote(config_text.empty() ? t_ / "missing.toml" : config) + " --cmdline " +
+        shell_quote(cmdline) + "; echo @@$?; " + filt + "; echo @@; " + after;
+    auto r = run("unshare -m sh -c " + shell_quote(script));
+    Outcome o;
+    o.err = r.err;
+    auto a = r.out.find("@@\n");
+    auto b = r.out.find("@@", a + 3);
+    auto c = r.out.find("@@\n", b + 2);
+    if (a == std::string::npos || b == std::string::npos || c == std::string::npos) {
+      ADD_FAILURE() << "unexpected output: " << r.out << r.err;
+      return o;
+    }
+    o.before = r.out.substr(0, a);
+    o.rc = std::stoi(r.out.substr(b + 2));
+    o.after = r.out.substr(r.out.find('\n', b) + 1, c - r.out.find('\n', b) - 1);
+    o.checks = r.out.substr(c + 3);
+    return o;
+  }
+
+  // The mountinfo line whose mount point is `mp`.
+  static std::string line_at(const std::string& mounts, const std::string& mp) {
+    std::istringstream in(mounts);
+    std::string line;
+    std::string found;
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string id, parent, dev, root, point;
+      f >> id >> parent >> dev >> root >> point;
+      if (point == mp) found = line;  // the last one is on top
+    }
+    return found;
+  }
+
+  void expect_failure_untouched(const Outcome& o, std::initializer_list<std::string> words) {
+    EXPECT_NE(o.rc, 0);
+    EXPECT_EQ(o.after, o.before) << "mounts left behind";
+    for (const std::string& w : words) EXPECT_NE(o.err.find(w), std::string::npos) << o.err;
+  }
+
+  TempDir t_;
+  std::string sysroot_, state_, hex_, big_;
+};
+
+TEST_F(SetupRootSeq, MountsImageWithSysrootEtcVar) {
+  auto o = setup("quiet composefs=?" + hex_ + " rw", "",
+                 "cat " + shell_quote(sysroot_) + "/usr/greeting " + shell_quote(sysroot_) +
+                     "/etc/app.conf " + shell_quote(sysroot_) + "/etc/local.conf " +
+                     shell_quote(sysroot_) + "/var/state-marker; md5sum < " +
+                     shell_quote(sysroot_) + "/usr/big; ls " + shell_quote(sysroot_) +
+                     "/sysroot; touch " + shell_quote(sysroot_) + "/etc/new && echo etc-rw");
+  ASSERT_EQ(o.rc, 0) << o.err;
+  EXPECT_EQ(o.before, "");
+  std::string root = line_at(o.after, sysroot_);
+  EXPECT_NE(root.find(" - overlay composefs:" + hex_ + " "), std::string::npos) << root;
+  for (const char* opt : {"metacopy=on", "redirect_dir=on", "datadir+=", "lowerdir"})
+    EXPECT_NE(root.find(opt), std::string::npos) << opt << ": " << root;
+  EXPECT_NE(root.find(" ro,"), std::string::npos) << root;
+  // The physical root (its own directory, as the clone shows it) inside.
+  std::string phys = line_at(o.after, sysroot_ + "/sysroot");
+  EXPECT_NE(phys.find(" " + sysroot_ + " " + sysroot_ + "/sysroot "), std::string::npos) << phys;
+  // /etc an overlay (the default), /var a bind of the state's var.
+  EXPECT_NE(line_at(o.after, sysroot_ + "/etc").find(" - overlay overlay "), std::string::npos);
+  std::string var = line_at(o.after, sysroot_ + "/var");
+  EXPECT_NE(var.find("/state/deploy/" + hex_ + "/var " + sysroot_ + "/var "), std::string::npos)
+      << var;
+  std::string md5 = run("md5sum < " + shell_quote(t_ / "tree/usr/big")).out;
+  EXPECT_EQ(o.checks, "hello from the image\nfrom-image\nstate-etc-upper\nvar-of-the-deployment\n" +
+                          md5 + "composefs\nstate\netc-rw\n");
+  // The overlay's upper/work were made with their modes.
+  EXPECT_EQ(std::filesystem::status(state_ + "/etc/work").permissions(),
+            std::filesystem::perms(0700));
+  EXPECT_EQ(std::filesystem::status(state_ + "/etc/upper").permissions(),
+            std::filesystem::perms(0755));
+  EXPECT_TRUE(std::filesystem::exists(state_ + "/etc/upper/new"));
+  // Nothing leaks out of the namespace.
+  EXPECT_EQ(run("grep -F " + shell_quote(t_.path()) + " /proc/self/mountinfo").out, "");
+}
+
+TEST_F(SetupRootSeq, SkipsMissingImagesInOrder) {
+  std::string missing(128, 'a');
+  auto o = setup("composefs.digest=?v1-sha512-12:" + missing + " composefs=?" + hex_);
+  ASSERT_EQ(o.rc, 0) << o.err;
+  EXPECT_NE(o.err.find("image " + missing + " not found, trying next karg"), std::string::npos)
+      << o.err;
+  EXPECT_NE(line_at(o.after, sysroot_).find("composefs:" + hex_), std::string::npos);
+}
+
+TEST_F(SetupRootSeq, TransientRootAndModesFromConfig) {
+  auto o =
+      setup("composefs=?" + hex_,
+            "[root]\ntransient = true\n[etc]\nmount = \"bind\"\n[var]\nmount = \"volatile\"\n",
+            "touch " + shell_quote(sysroot_) + "/usr/x && echo root-writable; cat " +
+                shell_quote(sysroot_) + "/etc/local.conf; ls " + shell_quote(sysroot_) + "/var");
+  ASSERT_EQ(o.rc, 0) << o.err;
+  EXPECT_NE(line_at(o.after, sysroot_).find(" - overlay transient:composefs=" + hex_ + " "),
+            std::string::npos)
+      << o.after;
+  EXPECT_NE(line_at(o.after, sysroot_ + "/etc").find("/state/deploy/" + hex_ + "/etc"),
+            std::string::npos);
+  EXPECT_NE(line_at(o.after, sysroot_ + "/var").find(" - overlay transient "), std::string::npos);
+  EXPECT_NE(line_at(o.after, sysroot_ + "/sysroot"), "");
+  // A transient /var starts empty: the image's /var, not the state's.
+  EXPECT_EQ(o.checks, "root-writable\nstate-etc\n");
+  EXPECT_FALSE(std::filesystem::exists(t_ / "tree/usr/x"));
+}
+
+TEST_F(SetupRootSeq, NoneLeavesEtcAndVarOfTheImage) {
+  auto o = setup("composefs=?" + hex_, "[etc]\nmount = \"none\"\n[var]\nmount = \"root\"\n");
+  ASSERT_EQ(o.rc, 0) << o.err;
+  EXPECT_EQ(line_at(o.after, sysroot_ + "/etc"), "");
+  EXPECT_EQ(line_at(o.after, sysroot_ + "/var"), "");
+}
+
+// ---- each step failing in turn: a message naming it, nothing mounted ----
+
+TEST_F(SetupRootSeq, FailsWithoutKarg) {
+  expect_failure_untouched(setup("quiet rw"), {"kernel command line", "no composefs karg"});
+}
+
+TEST_F(SetupRootSeq, FailsOnMalformedKarg) {
+  expect_failure_untouched(setup("composefs=?abc"), {"kernel command line"});
+}
+
+TEST_F(SetupRootSeq, FailsOnUnknownDigest) {
+  std::string missing(128, 'c');
+  expect_failure_untouched(setup("composefs=?" + missing), {"no composefs image found", missing});
+}
+
+TEST_F(SetupRootSeq, FailsOnMissingRepository) {
+  std::filesystem::rename(sysroot_ + "/composefs", sysroot_ + "/elsewhere");
+  expect_failure_untouched(setup("composefs=?" + hex_), {"repository", sysroot_ + "/composefs"});
+}
+
+TEST_F(SetupRootSeq, VerityRequiredWithoutQuestionMark) {
+  expect_failure_untouched(setup("composefs=" + hex_), {"repository", hex_});
+}
+
+TEST_F(SetupRootSeq, FailsOnTamperedImage) {
+  std::string target = std::filesystem::canonical(sysroot_ + "/composefs/images/" + hex_);
+  auto r = run("printf x >> " + shell_quote(target));
+  ASSERT_EQ(r.status, 0);
+  expect_failure_untouched(setup("composefs=?" + hex_),
+                           {"mounting image " + hex_, "expected sha512:" + hex_});
+}
+
+TEST_F(SetupRootSeq, FailsOnBadConfig) {
+  expect_failure_untouched(setup("composefs=?" + hex_, "[etc]\nmount = \"bindd\"\n"),
+                           {"config", "conf.toml:2", "bindd"});
+}
+
+TEST_F(SetupRootSeq, FailsOnMissingStateDir) {
+  std::filesystem::remove_all(sysroot_ + "/state");
+  expect_failure_untouched(setup("composefs=?" + hex_), {"state directory", hex_});
+}
+
+// The image and the physical root are already mounted when /etc fails:
+// they must be undone.
+TEST_F(SetupRootSeq, FailsOnMissingStateEtcAfterMounting) {
+  std::filesystem::remove_all(state_ + "/etc");
+  expect_failure_untouched(setup("composefs=?" + hex_, "[etc]\nmount = \"bind\"\n"),
+                           {"/etc", state_ + "/etc"});
+}
+
+TEST_F(SetupRootSeq, FailsOnMissingStateVarAfterEtc) {
+  std::filesystem::remove_all(state_ + "/var");
+  expect_failure_untouched(setup("composefs=?" + hex_, "[root]\ntransient = true\n"),
+                           {"/var", state_ + "/var"});
+}
+
+}  // namespace
