@@ -226,12 +226,12 @@ EtcMerge merge_etc(const EtcTree& pristine, const EtcTree& current, const EtcTre
   for (const auto& p : paths) {
     auto a = get(pristine, p), c = get(current, p), n = get(next, p);
     std::optional<EtcEntry> r;
+    // Both keeping a directory is no conflict: its contents merge path by path.
+    bool both_dirs = c && n && (c->mode & S_IFMT) == S_IFDIR && (n->mode & S_IFMT) == S_IFDIR;
     if (c == a) {
       r = n;
-    } else if (n == a || c == n) {
+    } else if (n == a || c == n || both_dirs) {
       r = c;
-    } else if (c && n && (c->mode & S_IFMT) == S_IFDIR && (n->mode & S_IFMT) == S_IFDIR) {
-      r = c;  // both keep a directory: its contents are merged path by path
     } else {
       m.conflicts.push_back(p);
       continue;
