@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# How time and peak memory grow with the number of entries (issue 15's
+# scaling goal: 1M entries within 11x of 100k).  For each size N it times
+#   dump -> image        mkcomposefs --from-file of a generated dump
+#   reader               composefs-info ls of that image
+#   create-image         cfsctl create-image of a generated tree of N entries
+#                        into an empty repository (--insecure: no fs-verity here)
+#   fsck                 cfsctl fsck of that repository
+#   gc                   cfsctl gc with the image referenced (nothing deleted)
+# and prints per-stage ratios between consecutive sizes, all from this one run
+# (the machine is shared: ratios, not absolute times, are the result).
+#
+#   bench/scale_bench.sh [-b BUILD] [--big] [SIZES...]
+#
+# Default sizes 10000 100000; --big adds 1000000 (a 1M-file tree: ~4 GiB of
+# blocks and a few minutes).  Work directory in ${TMPDIR:-/var/tmp} (a disk).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=$top/build
+sizes=()
+while (($#)); do
+  case $1 in
+    -b) build=$2; shift 2 ;;
+    --big) big=1; shift ;;
+    *) sizes+=("$1"); shift ;;
+  esac
+done
+((${#sizes[@]})) || sizes=(10000 100000)
+[[ -n ${big:-} ]] && sizes+=(1000000)
+bin=$build/bin
+gen="python3 $top/bench/gen_scale.py"
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/cfs-scale.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+stages=(dump-image reader create-image fsck gc)
+declare -A T M
+
+# measure STAGE N CMD...: records elapsed seconds and peak RSS (KiB).
+measure() {
+  local stage=$1 n=$2
+  shift 2
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null
+  read -r T[$stage,$n] M[$stage,$n] <"$work/time"
+}
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
+for n in "${sizes[@]}"; do
+  $gen dump "$n" >"$work/in.dump"
+  measure dump-image "$n" "$bin/mkcomposefs" --from-file "$work/in.dump" "$work/a.img"
+  measure reader "$n" "$bin/composefs-info" ls "$work/a.img"
+  lines=$("$bin/composefs-info" ls "$work/a.img" | wc -l)
+  [[ $lines -eq $n ]] || { echo "error: ls printed $lines entries, not $n" >&2; exit 1; }
+  rm -f "$work/in.dump" "$work/a.img"
+
+  $gen tree "$n" "$work/tree"
+  repo=$work/repo
+  "$bin/cfsctl" --repo "$repo" init --insecure >/dev/null
+  measure create-image "$n" "$bin/cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root \
+    "$work/tree" bench
+  measure fsck "$n" "$bin/cfsctl" --repo "$repo" fsck
+  measure gc "$n" "$bin/cfsctl" --repo "$repo" gc
+  objects=$(find "$repo/objects" -type f | wc -l)
+  [[ $objects -ge $((n * 9 / 10)) ]] || { echo "error: $objects objects for $n entries" >&2; exit 1; }
+  rm -rf "$work/tree" "$repo"
+  sync
+  printf '%8d entries done (load %s)\n' "$n" "$(cut -d' ' -f1 /proc/loadavg)"
+done
+echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+
+printf '%-13s' stage
+for n in "${sizes[@]}"; do printf ' | %17s' "$n"; done
+for ((i = 1; i < ${#sizes[@]}; i++)); do printf ' | %9s' "$((sizes[i] / sizes[i - 1]))x N"; done
+echo
+for s in "${stages[@]}"; do
+  printf '%-13s' "$s"
+  for n in "${sizes[@]}"; do
+    awk -v t="${T[$s,$n]}" -v m="${M[$s,$n]}" 'BEGIN{printf " | %6.2fs %6.1f MiB", t, m/1024}'
+  done
+  for ((i = 1; i < ${#sizes[@]}; i++)); do
+    a=${sizes[i - 1]} b=${sizes[i]}
+    awk -v ta="${T[$s,$a]}" -v tb="${T[$s,$b]}" -v ma="${M[$s,$a]}" -v mb="${M[$s,$b]}" \
+      'BEGIN{printf " | t%5.1fx m%4.1fx", (ta > 0 ? tb/ta : 0), (ma > 0 ? mb/ma : 0)}'
+  done
+  echo
+done
+echo "(ratios: time and peak memory of a size over the previous size; linear growth is the N ratio)"
