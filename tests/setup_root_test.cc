@@ -85,8 +85,10 @@ TEST(SetupRootConfig, MissingFileMeansDefaults) {
 // ---- the sequence, in a private mount namespace --------------------------
 
 // A fake physical root: SYSROOT/composefs (insecure sha512 repository) with
-// one image, SYSROOT/state/deploy/<hex>/{etc,var}.
-class SetupRootSeq : public ::testing::Test {
+// one image, SYSROOT/state/deploy/<hex>/{etc,var}.  `mounted_`: the sysroot
+// is a mount of its own (bound onto itself in the namespace), as in an
+// initramfs; otherwise a plain directory.
+class SetupRootBase : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!cfs::test::is_root()) GTEST_SKIP() << "needs root (mount namespaces, mounts)";
@@ -125,15 +127,18 @@ class SetupRootSeq : public ::testing::Test {
     std::string before, after, checks, err;
   };
   Outcome setup(const std::string& cmdline, const std::string& config_text = "",
-                const std::string& after = "") {
+                const std::string& after = "", const std::string& extra_args = "") {
     std::string config = t_ / "conf.toml";
     if (!config_text.empty()) write_file(config, config_text);
     std::string filt = "grep -F " + shell_quote(t_.path()) + " /proc/self/mountinfo";
+    std::string bind =
+        mounted_ ? "mount --bind " + shell_quote(sysroot_) + " " + shell_quote(sysroot_) + " && "
+                 : "";
     std::string script =
-        "mount --make-rprivate / && " + filt + "; echo @@; " + tool("composefs-setup-root") +
-        " --sysroot " + shell_quote(sysroot_) + " --config " +
+        "mount --make-rprivate / && " + bind + filt + "; echo @@; " + tool("composefs-setup-root") +
+        " --mount-sequence " + sequence_ + " --sysroot " + shell_quote(sysroot_) + " --config " +
         shell_quote(config_text.empty() ? t_ / "missing.toml" : config) + " --cmdline " +
-        shell_quote(cmdline) + "; echo @@$?; " + filt + "; echo @@; " + after;
+        shell_quote(cmdline) + " " + extra_args + "; echo @@$?; " + filt + "; echo @@; " + after;
     auto r = run("unshare -m sh -c " + shell_quote(script));
     Outcome o;
     o.err = r.err;
@@ -164,6 +169,12 @@ class SetupRootSeq : public ::testing::Test {
     }
     return found;
   }
+  static std::string field(const std::string& line, int n) {
+    std::istringstream f(line);
+    std::string w;
+    for (int i = 0; i <= n; i++) f >> w;
+    return w;
+  }
 
   void expect_failure_untouched(const Outcome& o, std::initializer_list<std::string> words) {
     EXPECT_NE(o.rc, 0);
@@ -173,9 +184,35 @@ class SetupRootSeq : public ::testing::Test {
 
   TempDir t_;
   std::string sysroot_, state_, hex_, big_;
+  std::string sequence_ = "auto";
+  bool mounted_ = false;
 };
 
-TEST_F(SetupRootSeq, MountsImageWithSysrootEtcVar) {
+// Every sequence test runs in both mount sequences, on a sysroot that is a
+// directory and on one that is a mount.
+struct SeqParam {
+  const char* sequence;
+  bool mounted;
+};
+
+class SetupRootSeq : public SetupRootBase, public ::testing::WithParamInterface<SeqParam> {
+ protected:
+  void SetUp() override {
+    sequence_ = GetParam().sequence;
+    mounted_ = GetParam().mounted;
+    SetupRootBase::SetUp();
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Sequences, SetupRootSeq,
+                         ::testing::Values(SeqParam{"pre-6.15", false}, SeqParam{"6.15", false},
+                                           SeqParam{"pre-6.15", true}, SeqParam{"6.15", true}),
+                         [](const ::testing::TestParamInfo<SeqParam>& i) {
+                           return std::string(i.param.sequence[0] == 'p' ? "Pre615" : "V615") +
+                                  (i.param.mounted ? "SysrootMount" : "SysrootDir");
+                         });
+
+TEST_P(SetupRootSeq, MountsImageWithSysrootEtcVar) {
   auto o = setup("quiet composefs=?" + hex_ + " rw", "",
                  "cat " + shell_quote(sysroot_) + "/usr/greeting " + shell_quote(sysroot_) +
                      "/etc/app.conf " + shell_quote(sysroot_) + "/etc/local.conf " +
@@ -183,7 +220,9 @@ TEST_F(SetupRootSeq, MountsImageWithSysrootEtcVar) {
                      shell_quote(sysroot_) + "/usr/big; ls " + shell_quote(sysroot_) +
                      "/sysroot; touch " + shell_quote(sysroot_) + "/etc/new && echo etc-rw");
   ASSERT_EQ(o.rc, 0) << o.err;
-  EXPECT_EQ(o.before, "");
+  EXPECT_NE(o.err.find("(mount sequence " + sequence_ + ")"), std::string::npos) << o.err;
+  std::string phys_before = line_at(o.before, sysroot_);
+  EXPECT_EQ(phys_before.empty(), !mounted_) << o.before;
   std::string root = line_at(o.after, sysroot_);
   EXPECT_NE(root.find(" - overlay composefs:" + hex_ + " "), std::string::npos) << root;
   for (const char* opt : {"metacopy=on", "redirect_dir=on", "datadir+=", "lowerdir"})
@@ -192,6 +231,13 @@ TEST_F(SetupRootSeq, MountsImageWithSysrootEtcVar) {
   // The physical root (its own directory, as the clone shows it) inside.
   std::string phys = line_at(o.after, sysroot_ + "/sysroot");
   EXPECT_NE(phys.find(" " + sysroot_ + " " + sysroot_ + "/sysroot "), std::string::npos) << phys;
+  EXPECT_EQ(field(phys, 1), field(root, 0)) << "the physical root is not inside the new root";
+  // pre-6.15 leaves the physical root mount under the image; 6.15 detaches
+  // it (the new root takes its place).
+  if (mounted_) {
+    bool still = o.after.find(phys_before) != std::string::npos;
+    EXPECT_EQ(still, sequence_ == "pre-6.15") << o.after;
+  }
   // /etc an overlay (the default), /var a bind of the state's var.
   EXPECT_NE(line_at(o.after, sysroot_ + "/etc").find(" - overlay overlay "), std::string::npos);
   std::string var = line_at(o.after, sysroot_ + "/var");
@@ -210,7 +256,7 @@ TEST_F(SetupRootSeq, MountsImageWithSysrootEtcVar) {
   EXPECT_EQ(run("grep -F " + shell_quote(t_.path()) + " /proc/self/mountinfo").out, "");
 }
 
-TEST_F(SetupRootSeq, SkipsMissingImagesInOrder) {
+TEST_P(SetupRootSeq, SkipsMissingImagesInOrder) {
   std::string missing(128, 'a');
   auto o = setup("composefs.digest=?v1-sha512-12:" + missing + " composefs=?" + hex_);
   ASSERT_EQ(o.rc, 0) << o.err;
@@ -219,7 +265,7 @@ TEST_F(SetupRootSeq, SkipsMissingImagesInOrder) {
   EXPECT_NE(line_at(o.after, sysroot_).find("composefs:" + hex_), std::string::npos);
 }
 
-TEST_F(SetupRootSeq, TransientRootAndModesFromConfig) {
+TEST_P(SetupRootSeq, TransientRootAndModesFromConfig) {
   auto o =
       setup("composefs=?" + hex_,
             "[root]\ntransient = true\n[etc]\nmount = \"bind\"\n[var]\nmount = \"volatile\"\n",
@@ -238,7 +284,7 @@ TEST_F(SetupRootSeq, TransientRootAndModesFromConfig) {
   EXPECT_FALSE(std::filesystem::exists(t_ / "tree/usr/x"));
 }
 
-TEST_F(SetupRootSeq, NoneLeavesEtcAndVarOfTheImage) {
+TEST_P(SetupRootSeq, NoneLeavesEtcAndVarOfTheImage) {
   auto o = setup("composefs=?" + hex_, "[etc]\nmount = \"none\"\n[var]\nmount = \"root\"\n");
   ASSERT_EQ(o.rc, 0) << o.err;
   EXPECT_EQ(line_at(o.after, sysroot_ + "/etc"), "");
@@ -247,29 +293,29 @@ TEST_F(SetupRootSeq, NoneLeavesEtcAndVarOfTheImage) {
 
 // ---- each step failing in turn: a message naming it, nothing mounted ----
 
-TEST_F(SetupRootSeq, FailsWithoutKarg) {
+TEST_P(SetupRootSeq, FailsWithoutKarg) {
   expect_failure_untouched(setup("quiet rw"), {"kernel command line", "no composefs karg"});
 }
 
-TEST_F(SetupRootSeq, FailsOnMalformedKarg) {
+TEST_P(SetupRootSeq, FailsOnMalformedKarg) {
   expect_failure_untouched(setup("composefs=?abc"), {"kernel command line"});
 }
 
-TEST_F(SetupRootSeq, FailsOnUnknownDigest) {
+TEST_P(SetupRootSeq, FailsOnUnknownDigest) {
   std::string missing(128, 'c');
   expect_failure_untouched(setup("composefs=?" + missing), {"no composefs image found", missing});
 }
 
-TEST_F(SetupRootSeq, FailsOnMissingRepository) {
+TEST_P(SetupRootSeq, FailsOnMissingRepository) {
   std::filesystem::rename(sysroot_ + "/composefs", sysroot_ + "/elsewhere");
   expect_failure_untouched(setup("composefs=?" + hex_), {"repository", sysroot_ + "/composefs"});
 }
 
-TEST_F(SetupRootSeq, VerityRequiredWithoutQuestionMark) {
+TEST_P(SetupRootSeq, VerityRequiredWithoutQuestionMark) {
   expect_failure_untouched(setup("composefs=" + hex_), {"repository", hex_});
 }
 
-TEST_F(SetupRootSeq, FailsOnTamperedImage) {
+TEST_P(SetupRootSeq, FailsOnTamperedImage) {
   std::string target = std::filesystem::canonical(sysroot_ + "/composefs/images/" + hex_);
   auto r = run("printf x >> " + shell_quote(target));
   ASSERT_EQ(r.status, 0);
@@ -277,25 +323,25 @@ TEST_F(SetupRootSeq, FailsOnTamperedImage) {
                            {"mounting image " + hex_, "expected sha512:" + hex_});
 }
 
-TEST_F(SetupRootSeq, FailsOnBadConfig) {
+TEST_P(SetupRootSeq, FailsOnBadConfig) {
   expect_failure_untouched(setup("composefs=?" + hex_, "[etc]\nmount = \"bindd\"\n"),
                            {"config", "conf.toml:2", "bindd"});
 }
 
-TEST_F(SetupRootSeq, FailsOnMissingStateDir) {
+TEST_P(SetupRootSeq, FailsOnMissingStateDir) {
   std::filesystem::remove_all(sysroot_ + "/state");
   expect_failure_untouched(setup("composefs=?" + hex_), {"state directory", hex_});
 }
 
 // The image and the physical root are already mounted when /etc fails:
 // they must be undone.
-TEST_F(SetupRootSeq, FailsOnMissingStateEtcAfterMounting) {
+TEST_P(SetupRootSeq, FailsOnMissingStateEtcAfterMounting) {
   std::filesystem::remove_all(state_ + "/etc");
   expect_failure_untouched(setup("composefs=?" + hex_, "[etc]\nmount = \"bind\"\n"),
                            {"/etc", state_ + "/etc"});
 }
 
-TEST_F(SetupRootSeq, FailsOnMissingStateVarAfterEtc) {
+TEST_P(SetupRootSeq, FailsOnMissingStateVarAfterEtc) {
   std::filesystem::remove_all(state_ + "/var");
   expect_failure_untouched(setup("composefs=?" + hex_, "[root]\ntransient = true\n"),
                            {"/var", state_ + "/var"});
