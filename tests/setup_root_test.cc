@@ -532,7 +532,7 @@ TEST_F(SetupRootBoth, Linux70HintNotForOtherFailures) {
   ASSERT_EQ(run("printf x >> " + shell_quote(target)).status, 0);
   auto o = setup("composefs=?" + hex_, "", "", "--kernel-release 7.0.3");
   expect_failure_untouched(o, {"mounting image " + hex_});
-  EXPECT_EQ(o.err.find("2174"), std::string::npos) << o.err;
+  EXPECT_EQ(o.err.find("bootc #2174"), std::string::npos) << o.err;
 }
 
 // ---- the GPT workaround ---------------------------------------------------
@@ -652,6 +652,20 @@ TEST_P(SetupRootSeq, RootFsStandsInForTheImageWithoutTheRepository) {
   EXPECT_EQ(field(line_at(o.after, sysroot_ + "/sysroot"), 1), field(root, 0)) << o.after;
   EXPECT_NE(line_at(o.after, sysroot_ + "/etc").find(" - overlay overlay "), std::string::npos);
   EXPECT_EQ(o.checks, "from-root-fs\nroot-fs-etc\nstate-etc-upper\nvar-of-the-deployment\nstate\n");
+}
+
+// composefs-rs ignores ENOENT there: an image without /sysroot does not
+// show the physical root.
+TEST_P(SetupRootSeq, RootWithoutSysrootDirectoryStillMounts) {
+  std::string rootfs = t_ / "rootfs";
+  for (const char* d : {"etc", "var", "usr"}) std::filesystem::create_directories(rootfs + "/" + d);
+  auto o = setup("composefs=?" + hex_, "", "ls " + shell_quote(sysroot_),
+                 "--root-fs " + shell_quote(rootfs));
+  ASSERT_EQ(o.rc, 0) << o.err;
+  EXPECT_EQ(field(line_at(o.after, sysroot_), 3), rootfs) << o.after;
+  EXPECT_EQ(line_at(o.after, sysroot_ + "/sysroot"), "") << o.after;
+  EXPECT_NE(line_at(o.after, sysroot_ + "/var"), "") << o.after;
+  EXPECT_EQ(o.checks, "etc\nusr\nvar\n");
 }
 
 TEST_P(SetupRootSeq, RootFsMissingFailsUntouched) {

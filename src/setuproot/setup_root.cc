@@ -412,9 +412,14 @@ bool kernel_mounts_in_detached_trees() {
   auto a = detached_tmpfs();
   auto b = detached_tmpfs();
   if (!a || !b || ::mkdirat(a->get(), "d", 0755) != 0) return false;
-  // Before 6.15 move_mount() refuses a target outside the caller's mount
-  // namespace with EINVAL.
-  return ::syscall(SYS_move_mount, b->get(), "", a->get(), "d", kMoveMountFEmptyPath) == 0;
+  // Both things the 6.15 sequence does: an overlay whose layers are all in
+  // detached mounts (as a transient /etc over the detached image), and a
+  // mount moved into a detached tree.  Before 6.15 both fail with EINVAL.
+  UniqueFd lower(::openat(a->get(), "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!lower) return false;
+  auto ovl = detached_overlay("probe", lower.get(), b->get(), "the probe's tmpfs");
+  if (!ovl) return false;
+  return ::syscall(SYS_move_mount, ovl->get(), "", a->get(), "d", kMoveMountFEmptyPath) == 0;
 }
 
 std::string linux_7_0_hint(int err, std::string_view message, std::string_view release) {
