@@ -3,6 +3,7 @@
 // layout bootc makes, built here by hand from the spec; the /etc three-way
 // merge; and switch/upgrade/finalize/rollback/deploy-gc end to end on OCI
 // images umoci makes, with crashes injected at every durable step.
+#include <fmt/format.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -466,7 +467,11 @@ TEST_F(Lifecycle, InstallToDiskImageFile) {
   EXPECT_LT(text.find(" rw "), p) << text;
   EXPECT_TRUE(fs::exists(m + "/state/deploy/" + d + "/" + d + ".origin"));
   EXPECT_TRUE(fs::exists(m + "/composefs/images/" + d));
-  EXPECT_TRUE(fs::exists(espdir + "/bootc_composefs-" + d + "/vmlinuz"));
+  // systemd-boot's layout (boot-spec 2.3): the kernel directory in the ESP's EFI/Linux.
+  EXPECT_TRUE(fs::exists(espdir + "/EFI/Linux/bootc_composefs-" + d + "/vmlinuz"));
+  EXPECT_NE(text.find("linux /EFI/Linux/bootc_composefs-" + d + "/vmlinuz\n"), std::string::npos)
+      << text;
+  EXPECT_FALSE(fs::exists(espdir + "/bootc_composefs-" + d));
   run("umount " + Q(m));
   run("losetup -d " + esp + " " + root);
 }
@@ -498,6 +503,170 @@ TEST_F(Lifecycle, InstallToFilesystemSignsSystemdBoot) {
           " " + Q(target));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("has deployments already"), std::string::npos) << r.err;
+}
+
+// The .auth files against efitools: sig-list-to-certs finds the given
+// certificate in the signature list after the authentication header, and
+// cert-to-efi-sig-list + sign-efi-sig-list, given the same owner GUID and
+// timestamp, make the very same bytes (PKCS#1 v1.5 signatures are
+// deterministic).
+void check_auth_file(const std::string& dir, const std::string& var, const std::string& key,
+                     const std::string& cert) {
+  std::string f = dir + "/" + var + ".auth", bytes = read_file(f);
+  ASSERT_GT(bytes.size(), 16u + 24u + 28u + 16u) << f;
+  auto le32 = [&](size_t at) {
+    return uint32_t(uint8_t(bytes[at])) | uint32_t(uint8_t(bytes[at + 1])) << 8 |
+           uint32_t(uint8_t(bytes[at + 2])) << 16 | uint32_t(uint8_t(bytes[at + 3])) << 24;
+  };
+  // EFI_VARIABLE_AUTHENTICATION_2: EFI_TIME, then WIN_CERTIFICATE (dwLength first).
+  size_t esl_at = 16 + le32(16);
+  ASSERT_LT(esl_at, bytes.size()) << f;
+  EXPECT_EQ(bytes.substr(20, 4), std::string("\x00\x02\xf1\x0e", 4)) << "revision 2.0, EFI_GUID";
+  std::string esl = dir + "/" + var + ".esl";
+  write_file(esl, bytes.substr(esl_at));
+  must("cd " + Q(dir) + " && sig-list-to-certs " + Q(esl) + " " + var + "-cert >/dev/null");
+  must("openssl x509 -in " + Q(cert) + " -outform DER -out " + Q(dir + "/given.der"));
+  EXPECT_EQ(read_file(dir + "/" + var + "-cert-0.der"), read_file(dir + "/given.der")) << var;
+  // The owner GUID (after the 28-byte list header) and the time, as text.
+  auto hex = [&](size_t at, int n, bool rev) {
+    std::string out;
+    for (int i = 0; i < n; ++i) {
+      uint8_t b = uint8_t(bytes[at + (rev ? n - 1 - i : i)]);
+      out += fmt::format("{:02x}", b);
+    }
+    return out;
+  };
+  size_t g = esl_at + 28;
+  std::string guid = hex(g, 4, true) + "-" + hex(g + 4, 2, true) + "-" + hex(g + 6, 2, true) + "-" +
+                     hex(g + 8, 2, false) + "-" + hex(g + 10, 6, false);
+  std::string ts =
+      fmt::format("{}-{:02}-{:02} {:02}:{:02}:{:02}", uint8_t(bytes[0]) | uint8_t(bytes[1]) << 8,
+                  uint8_t(bytes[2]), uint8_t(bytes[3]), uint8_t(bytes[4]), uint8_t(bytes[5]),
+                  uint8_t(bytes[6]));
+  must("cd " + Q(dir) + " && cert-to-efi-sig-list -g " + guid + " " + Q(cert) +
+       " ref.esl && TZ=UTC " + "sign-efi-sig-list -t " + Q(ts) + " -g " + guid + " -k " + Q(key) +
+       " -c " + Q(cert) + " " + var + " ref.esl ref-" + var + ".auth >/dev/null");
+  EXPECT_EQ(bytes, read_file(dir + "/ref-" + var + ".auth")) << var << " differs from efitools'";
+}
+
+TEST_F(Lifecycle, InstallWritesSecureBootEnrolmentFiles) {
+  for (auto* t : {"openssl", "sig-list-to-certs", "cert-to-efi-sig-list", "sign-efi-sig-list"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t << " (efitools)";
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  must("cd " + Q(d_) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout sb.key -out sb.crt -days 2 "
+       "-subj /CN=enrol 2>/dev/null");
+  // An image shipping its own keys, as bootc copies them.
+  std::string keys = root_ + "/usr/lib/bootc/install/secureboot-keys/vendor";
+  fs::create_directories(keys);
+  write_file(keys + "/db.auth", "VENDOR-DB");
+  write_file(keys + "/README", "not copied");
+  repack();
+  std::string target = d_ + "/target";
+  auto r =
+      run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(target) + " --secureboot-private-key " + Q(d_ + "/sb.key") +
+          " --secureboot-certificate " + Q(d_ + "/sb.crt") + " --secureboot-enroll mine");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string k = target + "/boot/loader/keys";
+  EXPECT_EQ(read_file(k + "/vendor/db.auth"), "VENDOR-DB");
+  EXPECT_FALSE(fs::exists(k + "/vendor/README"));
+  std::string work = d_ + "/check";
+  fs::create_directories(work);
+  for (auto* var : {"PK", "KEK", "db"}) {
+    ASSERT_TRUE(fs::exists(k + "/mine/" + std::string(var) + ".auth")) << var;
+    fs::copy_file(k + "/mine/" + std::string(var) + ".auth", work + "/" + var + ".auth");
+    check_auth_file(work, var, d_ + "/sb.key", d_ + "/sb.crt");
+  }
+  // Another certificate is not what was enrolled: the check can fail.
+  must("cd " + Q(d_) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout o.key -out o.crt -days 2 "
+       "-subj /CN=other 2>/dev/null && openssl x509 -in o.crt -outform DER -out o.der");
+  EXPECT_NE(read_file(work + "/db-cert-0.der"), read_file(d_ + "/o.der"));
+  // Enrolment files without a key are refused.
+  r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(d_ + "/t2") + " --secureboot-enroll mine");
+  EXPECT_NE(r.status, 0);
+}
+
+TEST_F(Lifecycle, InstallWithBootctlSignsWhatBootctlInstalled) {
+  for (auto* t : {"bootctl", "openssl", "sbverify"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t << " (systemd-boot, sbsigntool)";
+  must("cd " + Q(d_) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout db.key -out db.crt -days 2 "
+       "-subj /CN=test 2>/dev/null");
+  std::string target = d_ + "/target";
+  auto r =
+      run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(target) + " --bootloader bootctl" + " --secureboot-private-key " +
+          Q(d_ + "/db.key") + " --secureboot-certificate " + Q(d_ + "/db.crt"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string esp = target + "/boot";
+  // bootctl's own marks: its loader/entries.srel and loader.conf template.
+  EXPECT_TRUE(fs::exists(esp + "/loader/entries.srel"));
+  EXPECT_NE(read_file(esp + "/loader/loader.conf"), "timeout 5\n");
+  EXPECT_FALSE(fs::exists(esp + "/loader/random-seed"));  // a generic image carries none
+  for (auto* f : {"/EFI/BOOT/BOOTX64.EFI", "/EFI/systemd/systemd-bootx64.efi"})
+    EXPECT_EQ(run("sbverify --cert " + Q(d_ + "/db.crt") + " " + Q(esp + f)).status, 0) << f;
+  // bootctl sees its installation (the directory is no mount: bind it for the check).
+  must("mount --bind " + Q(esp) + " " + Q(esp));
+  auto st = run("SYSTEMD_RELAX_ESP_CHECKS=1 bootctl --esp-path=" + Q(esp) +
+                " --no-variables is-installed");
+  run("umount " + Q(esp));
+  EXPECT_EQ(st.status, 0) << st.out << st.err;
+  EXPECT_EQ(trim(st.out), "yes");
+  // The entry: systemd-boot's layout.
+  std::string entry = must("ls " + Q(esp + "/loader/entries"));
+  std::string text = read_file(esp + "/loader/entries/" + entry);
+  EXPECT_NE(text.find("linux /EFI/Linux/bootc_composefs-"), std::string::npos) << text;
+}
+
+TEST_F(Lifecycle, EspLayoutUpgradeAndGcOfKernelDirectories) {
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  std::string target = d_ + "/target", esp = target + "/boot";
+  auto r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " +
+               Q("oci:" + d_ + "/img:t") + " " + Q(target));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string d1 = trim(r.out).substr(10);
+  must("cd " + Q(root_) + " && printf KERNEL2 > usr/lib/modules/6.1/vmlinuz");
+  repack();
+  std::string a = " --sysroot " + Q(target) + " --boot-dir " + Q(esp) + " --run-dir " +
+                  Q(d_ + "/run") + " --cmdline /dev/null --mountinfo /dev/null";
+  r = run(Q(tool("cfsctl")) + " --insecure upgrade" + a);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(r.out.substr(0, 7), "staged ") << r.out;
+  std::string d2 = r.out.substr(7, 128);
+  ASSERT_NE(d2, d1);
+  r = run(Q(tool("cfsctl")) + " --insecure finalize" + a);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string linux_dir = esp + "/EFI/Linux/bootc_composefs-";
+  // The upgrade kept systemd-boot's layout and the first install's options.
+  EXPECT_EQ(read_file(linux_dir + d1 + "/vmlinuz"), "KERNEL1");
+  for (const auto& e : fs::directory_iterator(esp + "/loader/entries")) {
+    std::string text = read_file(e.path());
+    EXPECT_NE(text.find("linux /EFI/Linux/bootc_composefs-"), std::string::npos) << text;
+  }
+  EXPECT_EQ(read_file(linux_dir + d2 + "/vmlinuz"), "KERNEL2");
+  // Orphans in both forms bootc reads (a kernel directory, a legacy UKI in
+  // EFI/Linux, a UKI in EFI/Linux/bootc) go; the files of entries stay.
+  std::string orphan(128, 'e');
+  fs::create_directories(linux_dir + orphan);
+  write_file(esp + "/EFI/Linux/bootc_composefs-" + orphan + ".efi", "x");
+  fs::create_directories(esp + "/EFI/Linux/bootc");
+  write_file(esp + "/EFI/Linux/bootc/bootc_composefs-" + orphan + ".efi", "x");
+  fs::create_directories(esp + "/EFI/Linux/bootc/bootc_composefs-" + orphan + ".efi.extra.d");
+  write_file(esp + "/EFI/Linux/other.efi", "not ours");
+  r = run(Q(tool("cfsctl")) + " --insecure deploy-gc" + a);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(fs::exists(linux_dir + orphan));
+  EXPECT_FALSE(fs::exists(esp + "/EFI/Linux/bootc_composefs-" + orphan + ".efi"));
+  EXPECT_FALSE(fs::exists(esp + "/EFI/Linux/bootc/bootc_composefs-" + orphan + ".efi"));
+  EXPECT_FALSE(fs::exists(esp + "/EFI/Linux/bootc/bootc_composefs-" + orphan + ".efi.extra.d"));
+  EXPECT_TRUE(fs::exists(esp + "/EFI/Linux/other.efi"));
+  EXPECT_TRUE(fs::exists(linux_dir + d1 + "/vmlinuz"));
+  EXPECT_TRUE(fs::exists(linux_dir + d2 + "/initrd"));
 }
 
 TEST_F(Lifecycle, DownloadOnlyStageIsNotFinalized) {

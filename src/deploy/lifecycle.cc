@@ -352,7 +352,10 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
       ne.title = res.digest;
     }
     ne.version = version;
+    // systemd-boot reads only the ESP: bootc puts the kernel directory in
+    // its EFI/Linux there; GRUB's go straight into /boot.
     std::string dir = boot::bls::bootc_kernel_dir(res.digest);
+    if (st.bootloader == "systemd") dir = "EFI/Linux/" + dir;
     ne.linux = "/" + dir + "/vmlinuz";
     ne.initrd = {"/" + dir + "/initrd"};
     boot::SealedDigests sd;
@@ -372,6 +375,7 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
     origin.boot_digest = sha256_hex(k + i);
     binary = bootdir + "/" + dir;
     binary_tmp = binary + ".tmp";
+    CFS_TRY(make_dirs(fs::path(binary).parent_path().string()));
     CFS_TRY(remove_all(binary_tmp));
     CFS_TRY(make_dirs(binary_tmp));
     CFS_TRY(write_file_synced(binary_tmp + "/vmlinuz", k));
