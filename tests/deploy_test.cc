@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "composefs-cpp/deploy/lifecycle.h"
 #include "pe_util.h"
@@ -143,6 +144,99 @@ TEST_F(BootcLayout, UkiEntryOnTheEsp) {
   EXPECT_EQ(st["booted"]["composefs"]["bootloader"], "systemd");
   EXPECT_TRUE(st["staged"].is_null());  // the ESP has no entries.staged
   EXPECT_TRUE(st["rollback"].is_null());
+}
+
+// The entries in systemd-boot's order, from bootctl (the real sorter, not
+// ours): their linux paths' kernel directory names.
+std::vector<std::string> bootctl_order(const std::string& boot) {
+  std::vector<std::string> out;
+  must("mount --bind " + Q(boot) + " " + Q(boot));
+  auto r = run("SYSTEMD_RELAX_ESP_CHECKS=1 bootctl --esp-path=" + Q(boot) +
+               " --no-variables --no-pager --json=short list");
+  run("umount " + Q(boot));
+  EXPECT_EQ(r.status, 0) << r.err;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    std::string lx = json::parse(line)["linux"];
+    out.push_back(fs::path(lx).parent_path().filename().string());
+  }
+  return out;
+}
+
+TEST_F(BootcLayout, RollbackWithFourDeployments) {
+  if (!have_command("bootctl")) GTEST_SKIP() << "needs bootctl (systemd-boot)";
+  if (!is_root()) GTEST_SKIP() << "needs root (bind mount for bootctl)";
+  // Two more deployments after A and B, as another tool may have left them.
+  // An os_id sorting before "bootc" (the key rollback writes): the others
+  // must not overtake the re-keyed two.
+  std::string x(128, '1'), y(128, '2');
+  std::string e = s_ + "/boot/loader/entries/";
+  for (auto* f : {"bootc_fedora-42-1.conf", "bootc_fedora-41-0.conf"}) {
+    std::string t = read_file(e + f);
+    t.replace(t.find("sort-key bootc-fedora-"), 22, "sort-key bootc-arch-");
+    write_file(e + f, t);
+  }
+  int n = 2;
+  for (const auto& d : {x, y}) {
+    put(e + "other-" + std::to_string(n) + ".conf",
+        "title Other " + std::to_string(n) + "\nversion 3" + std::to_string(n) +
+            "\nlinux /boot/bootc_composefs-" + d + "/vmlinuz\noptions rw composefs=" + d +
+            "\nsort-key bootc-arch-" + std::to_string(n) + "\n");
+    put(s_ + "/state/deploy/" + d + "/" + d + ".origin",
+        "[origin]\ncontainer-image-reference=ostree-unverified-image:docker://q/o:" +
+            std::to_string(n) + "\n[boot]\nboot_type=bls\n[image]\nmanifest_digest=sha256:" +
+            std::string(64, '9') + "\n");
+    ++n;
+  }
+  // A foreign entry (no deployment: no origin file) must survive untouched.
+  std::string z(128, '3');
+  put(e + "zz-foreign.conf", "title Foreign\nlinux /z/vmlinuz\noptions composefs=" + z + "\n");
+  std::string k = "/boot/bootc_composefs-";
+  auto dirs = [&](std::initializer_list<std::string> ds) {
+    std::vector<std::string> v;
+    for (const auto& d : ds) v.push_back("bootc_composefs-" + d);
+    v.push_back("z");
+    return v;
+  };
+  ASSERT_EQ(bootctl_order(s_ + "/boot"), dirs({a_, b_, x, y}));
+  std::string args = " --sysroot " + Q(s_) + " --run-dir " + Q(tmp_.path() + "/run") +
+                     " --cmdline " + Q(tmp_.path() + "/empty") + " --mountinfo " +
+                     Q(tmp_.path() + "/mountinfo");
+  auto r = run(Q(tool("cfsctl")) + " rollback" + args);  // booted: A (mountinfo)
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(bootctl_order(s_ + "/boot"), dirs({b_, a_, x, y}));
+  EXPECT_EQ(read_file(e + "zz-foreign.conf"),
+            "title Foreign\nlinux /z/vmlinuz\noptions composefs=" + z + "\n");
+  EXPECT_NE(read_file(e + "bootc_bootc-41-1.conf").find("sort-key bootc-bootc-0\n"),
+            std::string::npos);
+  EXPECT_NE(read_file(e + "bootc_bootc-42-0.conf").find("sort-key bootc-bootc-1\n"),
+            std::string::npos);
+  // The staged deployment is dropped (bootc does so too).
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
+  EXPECT_FALSE(fs::exists(tmp_.path() + "/run/staged-deployment"));
+  json st = status("mountinfo")["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], a_);
+  EXPECT_EQ(st["rollback"]["composefs"]["verity"], b_);
+  EXPECT_EQ(st["rollbackQueued"], true);
+  EXPECT_TRUE(st["staged"].is_null());
+  ASSERT_EQ(st["otherDeployments"].size(), 2u);
+  EXPECT_EQ(st["otherDeployments"][0]["composefs"]["verity"], x);
+  EXPECT_EQ(st["otherDeployments"][1]["composefs"]["verity"], y);
+  // Rolling back again restores the order; the booted one is first again.
+  r = run(Q(tool("cfsctl")) + " rollback" + args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(bootctl_order(s_ + "/boot"), dirs({a_, b_, x, y}));
+  st = status("mountinfo")["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], a_);
+  EXPECT_EQ(st["rollback"]["composefs"]["verity"], b_);
+  EXPECT_EQ(st["rollbackQueued"], false);
+  // Booted B (the command line, no composefs root): A is its rollback.
+  json sb = status("empty")["status"];
+  EXPECT_EQ(sb["booted"]["composefs"]["verity"], b_);
+  EXPECT_EQ(sb["rollback"]["composefs"]["verity"], a_);
+  EXPECT_EQ(sb["rollbackQueued"], true);
+  EXPECT_EQ(sb["otherDeployments"].size(), 2u);
 }
 
 // ------------------------------------------------------- /etc three ways

@@ -536,25 +536,46 @@ Status rollback(const Layout& l, const SystemStatus& st, Steps* steps) {
   for (const auto& d : st.all)
     if (!d.staged) listed.push_back(&d);
   if (listed.size() < 2) return make_error(Errc::NotFound, "no rollback deployment");
+  // bootc swaps the first two entries (os_id "bootc" in both keys).  Any
+  // further ones are re-keyed to sort after them, in the order they had:
+  // left alone, a key such as bootc-arch-1 would sort before bootc-bootc-0.
+  std::swap(listed[0], listed[1]);
   std::string staged = l.staged_entries(), staged_tmp = staged + ".tmp";
   // A staged deployment is dropped, as bootc does.
   CFS_TRY(remove_all(staged));
   ::unlink((l.run() + "/staged-deployment").c_str());
   CFS_TRY(remove_all(staged_tmp));
   CFS_TRY(make_dirs(staged_tmp));
-  std::set<std::string> written;
+  std::set<std::string> written, ours;
+  for (const auto* d : listed) ours.insert(d->entry.file);
   for (size_t i = 0; i < listed.size(); ++i) {
     const Deployment& d = *listed[i];
     boot::bls::Entry e = d.entry.bls;
     std::string name = d.entry.file;
     if (i < 2) {
-      bool primary = i == 1;  // the rollback one becomes first
-      e.sort_key = boot::bls::bootc_sort_key("bootc", primary);
-      name = boot::bls::bootc_entry_filename("bootc", e.version.value_or(d.entry.digest), primary);
+      e.sort_key = boot::bls::bootc_sort_key("bootc", i == 0);
+      name = boot::bls::bootc_entry_filename("bootc", e.version.value_or(d.entry.digest), i == 0);
+    } else {
+      // "bootc-bootc-1" is a prefix of these, so they sort after it; the
+      // fixed width keeps their own order under strcmp.
+      e.sort_key = fmt::format("{}-{:04}", boot::bls::bootc_sort_key("bootc", false), i);
     }
-    if (!written.insert(name).second) name = d.entry.file;
+    if (!written.insert(name).second) {
+      name = d.entry.file;
+      written.insert(name);
+    }
     CFS_TRY(write_entry(staged_tmp, name, e));
   }
+  // Entries of no deployment (another OS, a firmware entry) stay as they are.
+  std::error_code ec;
+  for (const auto& de : fs::directory_iterator(l.entries(), ec)) {
+    std::string n = de.path().filename().string();
+    if (ours.contains(n) || written.contains(n)) continue;
+    CFS_TRY_ASSIGN(UniqueFd fd, open_at(AT_FDCWD, de.path().string(), O_RDONLY | O_CLOEXEC));
+    CFS_TRY_ASSIGN(std::string text, read_fd(fd.get(), size_t{1} << 20));
+    CFS_TRY(write_file_synced(staged_tmp + "/" + n, text));
+  }
+  if (ec) return io(ec, "reading", l.entries());
   CFS_TRY(fsync_path(staged_tmp));
   step(steps, "rollback entries written");
   CFS_TRY(rename_synced(staged_tmp, staged));
