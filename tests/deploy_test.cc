@@ -242,7 +242,7 @@ TEST_F(BootcLayout, RollbackWithFourDeployments) {
 // ------------------------------------------------------- /etc three ways
 
 deploy::EtcEntry file(const std::string& data, uint32_t mode = 0644) {
-  return {S_IFREG | mode, 0, 0, data};
+  return {S_IFREG | mode, 0, 0, data, {}};
 }
 
 TEST(EtcMerge, ThreeWays) {
@@ -279,6 +279,30 @@ TEST(EtcMerge, BothChangedIsAConflict) {
   auto m = deploy::merge_etc(pristine, current, next);
   ASSERT_EQ(m.conflicts, std::vector<std::string>{"f"});
   EXPECT_EQ(m.result.at("g"), file("same"));
+}
+
+deploy::EtcEntry with_xattr(deploy::EtcEntry e, const std::string& k, const std::string& v) {
+  e.xattrs[k] = v;
+  return e;
+}
+
+TEST(EtcMerge, XattrsMergeAndConflict) {
+  deploy::EtcTree pristine{
+      {"label", file("1")}, {"note", file("1")}, {"both", file("1")}, {"img", file("1")}};
+  deploy::EtcTree current = pristine, next = pristine;
+  // Only an xattr changed locally: kept, and the image's unchanged file too.
+  current["label"] = with_xattr(file("1"), "security.selinux", "system_u:object_r:etc_t:s0");
+  current["note"] = with_xattr(file("1"), "user.note", "mine");
+  // Local xattr, image content: both changed, differently.
+  current["both"] = with_xattr(file("1"), "user.note", "mine");
+  next["both"] = file("2");
+  // The image changed an xattr only: taken.
+  next["img"] = with_xattr(file("1"), "security.capability", "cap");
+  auto m = deploy::merge_etc(pristine, current, next);
+  EXPECT_EQ(m.conflicts, std::vector<std::string>{"both"});
+  EXPECT_EQ(m.result.at("label").xattrs.at("security.selinux"), "system_u:object_r:etc_t:s0");
+  EXPECT_EQ(m.result.at("note").xattrs.at("user.note"), "mine");
+  EXPECT_EQ(m.result.at("img").xattrs.at("security.capability"), "cap");
 }
 
 // ------------------------------------------------------------ life cycle
@@ -464,6 +488,46 @@ TEST_F(Lifecycle, SwitchUpgradeFinalizeRollbackAndGc) {
   ASSERT_EQ(left.size(), 1u) << tags_before;
   EXPECT_EQ(left[0]["name"], "localhost/bootc-" + manifest);
   check_bootable("after gc of d2");
+}
+
+TEST_F(Lifecycle, EtcXattrsSurviveUpgradeAndConflict) {
+  if (!have_command("getfattr") || !have_command("setfattr")) GTEST_SKIP() << "needs attr";
+  first_install();
+  std::string text = read_file(s_ + "/boot/loader/entries/" + entries()[0]);
+  std::string d = text.substr(text.find("composefs.digest=?v1-sha512-12:") + 31, 128);
+  std::string etc = s_ + "/state/deploy/" + d + "/etc";
+  if (run("setfattr -n user.probe -v 1 " + Q(etc + "/a")).status != 0)
+    GTEST_SKIP() << "the test file system takes no user.* xattrs";
+  // Local xattr-only changes (a note, a relabel), the data as shipped.
+  must("setfattr -n user.note -v mine " + Q(etc + "/a"));
+  must("setfattr -n security.selinux -v system_u:object_r:etc_t:s0 " + Q(etc + "/sub/c"));
+  must("cd " + Q(root_) + " && echo b2 > etc/b && printf KERNEL2 > usr/lib/modules/6.1/vmlinuz");
+  repack();
+  auto r = cfs("upgrade");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = cfs("finalize");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string e2 = read_file(s_ + "/boot/loader/entries/bootc_test_os-1-1.conf");
+  // The new deployment is the one whose state is not d's.
+  std::string nd;
+  for (const auto& de : fs::directory_iterator(s_ + "/state/deploy"))
+    if (de.path().filename() != d) nd = de.path().filename().string();
+  ASSERT_FALSE(nd.empty()) << e2;
+  std::string etc2 = s_ + "/state/deploy/" + nd + "/etc";
+  EXPECT_EQ(must("getfattr --only-values -n user.note " + Q(etc2 + "/a")), "mine");
+  EXPECT_EQ(must("getfattr --only-values -n security.selinux " + Q(etc2 + "/sub/c")),
+            "system_u:object_r:etc_t:s0");
+  EXPECT_EQ(read_file(etc2 + "/b"), "b2\n");
+  // A local xattr on a file the next image changes: a conflict, nothing staged.
+  must("setfattr -n user.note -v mine " + Q(etc2 + "/b"));
+  write_file(d_ + "/mountinfo", "30 1 0:30 / / ro - overlay composefs:" + nd + " ro\n");
+  must("cd " + Q(root_) + " && echo b3 > etc/b");
+  repack();
+  r = run(Q(tool("cfsctl")) + " --insecure upgrade --sysroot " + Q(s_) + " --run-dir " +
+          Q(d_ + "/run") + " --cmdline /dev/null --mountinfo " + Q(d_ + "/mountinfo"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("/etc/b"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
 }
 
 TEST_F(Lifecycle, EtcConflictIsRefusedAndNothingWritten) {

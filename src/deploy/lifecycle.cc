@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -95,7 +96,8 @@ void walk_etc(const oci::Store& store, const Node* n, const std::string& rel, Et
               Status& st) {
   if (!st) return;
   const Node* t = n->target();
-  EtcEntry e{t->mode, t->uid, t->gid, {}};
+  EtcEntry e{t->mode, t->uid, t->gid, {}, {}};
+  for (const auto& x : t->xattrs) e.xattrs[x.key] = x.value;
   if (t->is_reg()) {
     if (t->content) {
       e.data = *t->content;
@@ -164,6 +166,39 @@ std::string sha256_hex(std::string_view data) {
   return to_hex(std::span<const uint8_t>(h, 32));
 }
 
+Result<std::map<std::string, std::string>> read_xattrs(const std::string& p) {
+  std::map<std::string, std::string> out;
+  ssize_t n = ::llistxattr(p.c_str(), nullptr, 0);
+  if (n < 0) {
+    if (errno == ENOTSUP) return out;
+    return sys_error("llistxattr " + p);
+  }
+  std::string names(size_t(n), '\0');
+  n = ::llistxattr(p.c_str(), names.data(), names.size());
+  if (n < 0) return sys_error("llistxattr " + p);
+  names.resize(size_t(n));
+  for (size_t i = 0; i < names.size();) {
+    std::string key = names.c_str() + i;
+    i += key.size() + 1;
+    ssize_t m = ::lgetxattr(p.c_str(), key.c_str(), nullptr, 0);
+    if (m < 0) return sys_error("lgetxattr " + p + " " + key);
+    std::string v(size_t(m), '\0');
+    m = ::lgetxattr(p.c_str(), key.c_str(), v.data(), v.size());
+    if (m < 0) return sys_error("lgetxattr " + p + " " + key);
+    v.resize(size_t(m));
+    out.emplace(std::move(key), std::move(v));
+  }
+  return out;
+}
+
+// After lchown, which drops security.capability.
+Status write_xattrs(const std::string& p, const EtcEntry& e) {
+  for (const auto& [k, v] : e.xattrs)
+    if (::lsetxattr(p.c_str(), k.c_str(), v.data(), v.size(), 0) != 0)
+      return sys_error(fmt::format("lsetxattr {} {}", p, k));
+  return {};
+}
+
 void step(Steps* s, std::string_view what) {
   if (s) s->step(what);
 }
@@ -184,7 +219,8 @@ Result<EtcTree> load_etc_dir(const std::string& dir) {
     std::string p = it->path().string();
     struct stat sb;
     if (::lstat(p.c_str(), &sb) != 0) return sys_error("lstat " + p);
-    EtcEntry e{sb.st_mode, sb.st_uid, sb.st_gid, {}};
+    EtcEntry e{sb.st_mode, sb.st_uid, sb.st_gid, {}, {}};
+    CFS_TRY_ASSIGN(e.xattrs, read_xattrs(p));
     if (S_ISREG(sb.st_mode)) {
       CFS_TRY_ASSIGN(UniqueFd fd, open_at(AT_FDCWD, p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
       CFS_TRY_ASSIGN(e.data, read_fd(fd.get(), kMaxEtcFile));
@@ -204,7 +240,8 @@ Result<EtcTree> load_etc_image(const oci::Store& store, const oci::StoredImage& 
 
 Result<EtcTree> load_image_dir(const oci::Store& store, const oci::StoredImage& img,
                                const std::string& path) {
-  CFS_TRY_ASSIGN(Tree t, oci::image_tree(store, img, false));
+  CFS_TRY_ASSIGN(boot::BootTree bt, boot::oci_boot_tree(store, img));
+  Tree& t = bt.tree;
   EtcTree out;
   Node* etc = t.lookup(path);
   if (!etc || !etc->target()->is_dir()) return out;
@@ -274,6 +311,7 @@ Status write_etc(const EtcTree& t, const std::string& dir) {
     }
     if (::lchown(p.c_str(), e.uid, e.gid) != 0) return sys_error("lchown " + p);
     if (type != S_IFLNK && ::chmod(p.c_str(), e.mode & 07777) != 0) return sys_error("chmod " + p);
+    CFS_TRY(write_xattrs(p, e));
   }
   // Directory modes last: a read-only directory still took its children.
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
@@ -281,6 +319,7 @@ Status write_etc(const EtcTree& t, const std::string& dir) {
       return sys_error("lchown " + it->first);
     if (::chmod(it->first.c_str(), it->second->mode & 07777) != 0)
       return sys_error("chmod " + it->first);
+    CFS_TRY(write_xattrs(it->first, *it->second));
   }
   return fsync_path(dir);
 }
