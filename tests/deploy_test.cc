@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -825,6 +826,109 @@ TEST_F(Lifecycle, EspLayoutUpgradeAndGcOfKernelDirectories) {
   EXPECT_TRUE(fs::exists(esp + "/EFI/Linux/other.efi"));
   EXPECT_TRUE(fs::exists(linux_dir + d1 + "/vmlinuz"));
   EXPECT_TRUE(fs::exists(linux_dir + d2 + "/initrd"));
+}
+
+// boot-spec 2.10's checklist for producing deployments bootc can read, item
+// by item, on a root made by install to-filesystem.  Every expected string
+// is spelled here from the spec text (2.1, 2.3, 2.5), not taken from our code.
+TEST_F(Lifecycle, InstallToFilesystemMeetsBootcChecklist) {
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  must("mkdir -p " + Q(root_ + "/var/lib/app") + " && echo state > " + Q(root_ + "/var/lib/app/f"));
+  repack();
+  std::string t = d_ + "/target", esp = t + "/boot";
+  auto r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " +
+               Q("oci:" + d_ + "/img:t") + " " + Q(t) + " --karg root=UUID=1234 --karg rw");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string repo = " --insecure --repo " + Q(t + "/composefs");
+
+  // "Use a sha512 repository at <root>/composefs with meta.json (dual V1+V2)".
+  std::string meta = read_file(t + "/composefs/meta.json");
+  EXPECT_NE(meta.find("fsverity-sha512-12"), std::string::npos) << meta;
+  // D: "the fs-verity digest of the boot EROFS"; V1 under the bare key.
+  json images = json::parse(must(Q(tool("cfsctl")) + repo + " oci images --json"))["images"];
+  ASSERT_EQ(images.size(), 1u);
+  std::string manifest = images[0]["manifest_digest"];
+  std::string d =
+      must(Q(tool("cfsctl")) + repo + " oci compute-id --bootable " + Q("@" + manifest));
+  ASSERT_EQ(d.size(), 128u);
+  size_t erofs = 0;
+  for (const auto& e : fs::directory_iterator(t + "/composefs/images"))
+    erofs += e.is_regular_file() && e.path().filename().string().size() == 128;
+  EXPECT_GE(erofs, 2u) << "a V1 and a V2 image";
+
+  // "Tag localhost/bootc-<manifest>".
+  EXPECT_EQ(images[0]["name"], "localhost/bootc-" + manifest);
+
+  // "Create state/deploy/<D>/{etc/, var->../../os/default/var, <D>.origin}
+  // with all three .origin sections and boot.boot_type".
+  std::string st = t + "/state/deploy/" + d;
+  EXPECT_TRUE(fs::is_directory(st + "/etc"));
+  EXPECT_EQ(read_file(st + "/etc/a"), "a\n");
+  EXPECT_EQ(fs::read_symlink(st + "/var").string(), "../../os/default/var");
+  EXPECT_EQ(read_file(t + "/state/os/default/var/lib/app/f"), "state\n");  // install only
+  std::string origin = read_file(st + "/" + d + ".origin");
+  EXPECT_NE(origin.find("[origin]\ncontainer-image-reference=ostree-unverified-image:oci:" + d_ +
+                        "/img:t\n"),
+            std::string::npos)
+      << origin;
+  EXPECT_NE(origin.find("[boot]\nboot_type=bls\n"), std::string::npos) << origin;
+  // boot.digest: "SHA-256 over vmlinuz bytes then initramfs bytes".
+  EXPECT_NE(origin.find("digest=" + must("printf KERNEL1INITRD | sha256sum | cut -d' ' -f1")),
+            std::string::npos)
+      << origin;
+  EXPECT_NE(origin.find("[image]\nmanifest_digest=" + manifest + "\n"), std::string::npos)
+      << origin;
+  EXPECT_EQ(fs::status(st + "/" + d + ".origin").permissions() & fs::perms::all, fs::perms(0644));
+
+  // "Name the boot files with the bootc_composefs- prefix and the BLS
+  // entries bootc_<osid>-<ver>-1.conf, with sort-key bootc-<osid>-0" (ID
+  // test-os: '-' becomes '_' in the name only; VERSION_ID 1).
+  std::string entry = esp + "/loader/entries/bootc_test_os-1-1.conf";
+  ASSERT_TRUE(fs::exists(entry)) << must("ls " + Q(esp + "/loader/entries"));
+  EXPECT_EQ(must("ls " + Q(esp + "/loader/entries")), "bootc_test_os-1-1.conf");
+  // systemd-boot: the kernel directory in the ESP's EFI/Linux, "initrd" not
+  // "initramfs.img" (2.3).
+  std::string kdir = "/EFI/Linux/bootc_composefs-" + d;
+  EXPECT_EQ(read_file(esp + kdir + "/vmlinuz"), "KERNEL1");
+  EXPECT_EQ(read_file(esp + kdir + "/initrd"), "INITRD");
+  // "Put the composefs karg in options (Type1)": the bare composefs= key
+  // (bootc <= 1.16.13) with '?' for an insecure repository, after the
+  // root-setup kargs; BLSConfig's line order: title, version, linux,
+  // initrd, options, sort-key.
+  std::string text = read_file(entry);
+  std::string opts_line;
+  std::istringstream in(text);
+  std::vector<std::string> keys;
+  for (std::string line; std::getline(in, line);) {
+    keys.push_back(line.substr(0, line.find(' ')));
+    if (keys.back() == "options") opts_line = line;
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"title", "version", "linux", "initrd", "options",
+                                            "sort-key"}))
+      << text;
+  EXPECT_NE(text.find("title Test 1\n"), std::string::npos) << text;  // PRETTY_NAME
+  EXPECT_NE(text.find("version 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("linux " + kdir + "/vmlinuz\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("initrd " + kdir + "/initrd\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("sort-key bootc-test-os-0\n"), std::string::npos) << text;
+  EXPECT_EQ(opts_line.rfind("options root=UUID=1234 rw ", 0), 0u) << opts_line;
+  std::vector<std::string> words;
+  std::istringstream ow(opts_line);
+  for (std::string w; ow >> w;) words.push_back(w);
+  EXPECT_NE(std::find(words.begin(), words.end(), "composefs=?" + d), words.end()) << opts_line;
+  // "Emit both forms" for bootc-root-setup.service's condition (2.10, 4.3).
+  EXPECT_NE(std::find(words.begin(), words.end(), "composefs.digest=?v1-sha512-12:" + d),
+            words.end())
+      << opts_line;
+
+  // The rest of the layout 2.1/2.3/2.5 name: the compatibility link,
+  // loader.conf "timeout 5", nothing staged.
+  EXPECT_EQ(fs::read_symlink(t + "/ostree/bootc").string(), "../composefs/bootc");
+  EXPECT_EQ(read_file(esp + "/loader/loader.conf"), "timeout 5\n");
+  EXPECT_FALSE(fs::exists(esp + "/loader/entries.staged"));
+  EXPECT_FALSE(fs::exists(t + "/run/composefs/staged-deployment"));
+  EXPECT_FALSE(fs::exists(st + "/etc/.updated"));
 }
 
 TEST_F(Lifecycle, DownloadOnlyStageIsNotFinalized) {

@@ -399,8 +399,10 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
     ne.initrd = {"/" + dir + "/initrd"};
     boot::SealedDigests sd;
     sd.alg = repo.alg();
+    // Both keys name D, the V1 digest: bootc 1.16.4-1.16.13 read only the
+    // bare composefs= key and look for state/deploy/<that>; V2 there (what
+    // a UKI's ukify line carries) would hide the deployment from them.
     sd.v1.emplace(did.bytes().begin(), did.bytes().end());
-    if (v2) sd.v2.emplace(v2->bytes().begin(), v2->bytes().end());
     sd.insecure = repo.insecure();
     CFS_TRY_ASSIGN(std::string karg, boot::render_sealed_kargs(sd));
     std::string opts = cur && cur->entry.bls.linux
