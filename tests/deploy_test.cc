@@ -635,6 +635,27 @@ TEST_F(Lifecycle, InstallToDiskImageFile) {
   run("losetup -d " + esp + " " + root);
 }
 
+TEST_F(Lifecycle, InstallToDiskWithBootctl) {
+  for (auto* t : {"sfdisk", "mkfs.vfat", "mkfs.ext4", "losetup", "mcopy", "mdir", "bootctl"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t;
+  if (run("losetup -f").status != 0) GTEST_SKIP() << "no free loop device";
+  std::string disk = d_ + "/disk.img";
+  auto r = run(Q(tool("cfsctl")) + " --insecure install to-disk " + Q("oci:" + d_ + "/img:t") +
+               " " + Q(disk) + " --esp-size 64M --disk-size 300M --bootloader bootctl");
+  ASSERT_EQ(r.status, 0) << r.err;
+  // The ESP (vfat, whether mounted or written through mtools) read with mtools.
+  std::string line = must("sfdisk --dump " + Q(disk) + " | grep '^" + disk + "1 '");
+  auto p = line.find("start=");
+  uint64_t start = std::stoull(line.substr(p + 6)) * 512;
+  std::string img = Q(disk) + "@@" + std::to_string(start);
+  auto ls = [&](const std::string& dir) { return must("mdir -b -i " + img + " " + Q("::" + dir)); };
+  EXPECT_NE(ls("/loader").find("entries.srel"), std::string::npos);  // bootctl's mark
+  EXPECT_EQ(ls("/loader").find("random-seed"), std::string::npos);
+  EXPECT_NE(ls("/EFI/BOOT").find("BOOTX64.EFI"), std::string::npos);
+  EXPECT_NE(ls("/EFI/systemd").find("systemd-bootx64.efi"), std::string::npos);
+  EXPECT_NE(ls("/EFI/Linux").find("bootc_composefs-"), std::string::npos);
+}
+
 TEST_F(Lifecycle, InstallToFilesystemSignsSystemdBoot) {
   for (auto* t : {"openssl", "sbverify"})
     if (!have_command(t)) GTEST_SKIP() << "needs " << t;
