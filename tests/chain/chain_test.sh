@@ -246,6 +246,7 @@ declare -A d1=() d2=()
 for v in v1 v2; do
   os_init "$v" >"$rootfs/sbin/init"
   chmod 755 "$rootfs/sbin/init"
+  cp "$rootfs/sbin/init" "$work/init-$v"
   printf 'PRETTY_NAME="composefs-cpp chain %s"\nID=cfs-chain\nVERSION_ID=%s\n' "$v" "${v#v}" \
     >"$rootfs/etc/os-release"
   cp "$rootfs/etc/os-release" "$work/os-release"
@@ -400,6 +401,7 @@ cp -a "$oci" "$work/data-upgrade/oci"
 echo upgrade >"$work/data-upgrade/action"
 datadisk "$work/data-upgrade.img" "$work/data-upgrade"
 boot ok "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: " "$work/data-upgrade.img"
+tpm_was=("${tpm[@]}")
 tpm=()
 [[ -n ${swtpm_pid:-} ]] && { kill "$swtpm_pid" 2>/dev/null || true; swtpm_pid=""; }
 log=$work/ok.txt
@@ -412,10 +414,143 @@ check "/ is overlay, source composefs:<the sealed V1 digest>, verity=require" \
 check "Secure Boot on (the SecureBoot variable is 1, the kernel says enabled)" \
   "grep -aqiE '^CFS-SECUREBOOT: efivar=\[1\] kernel=\[secure boot enabled\]' '$log'"
 check "a file of the image reads back as written" "grep -aq '^CFS-DATA: ok $data_sum' '$log'"
+if [[ ${#tpm_was[@]} -gt 0 ]]; then
+  # The oracles: cfsctl's prediction (no phases: nothing in this initramfs
+  # measures one) and systemd-measure's from the UKI's sections.
+  mkdir -p "$work/sec"
+  python3 - "$work/uki-v1-db.efi" "$work/sec" <<'PY'
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+pe = struct.unpack_from('<I', d, 0x3c)[0]
+n, = struct.unpack_from('<H', d, pe + 6)
+opt, = struct.unpack_from('<H', d, pe + 20)
+for i in range(n):
+    name, vsize, _, rsize, rptr = struct.unpack_from('<8sIIII', d, pe + 24 + opt + 40 * i)
+    name = name.rstrip(b'\0').decode().lstrip('.')
+    open(f"{sys.argv[2]}/{name}", 'wb').write(d[rptr:rptr + min(vsize, rsize)])
+PY
+  want=$("$cfsctl" uki pcr11 --pcr-banks sha256 --phases "" "$work/uki-v1-db.efi" |
+    sed -n 's/^11:sha256=//p')
+  sdm=$(/lib/systemd/systemd-measure calculate --linux="$work/sec/linux" --osrel="$work/sec/osrel" \
+    --cmdline="$work/sec/cmdline" --initrd="$work/sec/initrd" --bank=sha256 --phase= 2>/dev/null |
+    sed -n 's/^11:sha256=//p')
+  got=$(sed -n 's/^CFS-PCR11: //p' "$log" | tr 'A-F' 'a-f')
+  check "PCR 11 read in the guest equals cfsctl uki pcr11's prediction" "[[ -n '$got' && '$got' == '$want' ]]"
+  check "... and systemd-measure's" "[[ '$sdm' == '$want' ]]"
+  echo "  PCR 11: guest $got, cfsctl $want, systemd-measure ${sdm:-none}"
+fi
 show ok
 dump 0 ok
 
-#@REST@
+
+# ---- 2. what must not boot, each on its own copy -------------------------
+root_off=$(part_start "$work/disk.img" 2)
+# dbg IMG CMD...: debugfs on IMG's root filesystem (-w: writes).
+dbg() {
+  local img=$1 l rc=0
+  shift
+  l=$(losetup -f --show -o "$root_off" "$img")
+  loops+=("$l")
+  debugfs "$@" "$l" 2>/dev/null || rc=$?
+  losetup -d "$l"
+  return $rc
+}
+# corrupt IMG FILE: one byte of the first data block of the object holding
+# FILE's content (named by its fs-verity digest) changed under ext4.
+corrupt() {
+  local d blk
+  d=$(fsverity digest --hash-alg=sha512 --compact "$2")
+  blk=$(dbg "$1" -R "bmap composefs/objects/${d:0:2}/${d:2} 0" | tail -n1)
+  [[ $blk =~ ^[0-9]+$ && $blk != 0 ]] || die "no block for the object of $2 ($d): '$blk'"
+  printf '\x5a' | dd of="$1" bs=1 seek=$((root_off + blk * 4096 + 7)) conv=notrunc status=none
+}
+for_copy_start=$(date +%s)
+copy unsigned && put_uki "$work/unsigned.img" "$work/uki-v1.efi"
+"$cfsctl" uki sign "$work/uki-v1.efi" --secureboot-private-key "$work/other.key" \
+  --secureboot-certificate "$work/other.pem" --output "$work/uki-v1-other.efi" 2>/dev/null
+copy other && put_uki "$work/other.img" "$work/uki-v1-other.efi"
+# The sealed images swapped: each name now holds the other format's image.
+copy image
+t1=$(dbg "$work/image.img" -R "cat composefs/images/${d1[v1]}")
+t2=$(dbg "$work/image.img" -R "cat composefs/images/${d2[v1]}")
+printf 'rm composefs/images/%s\nrm composefs/images/%s\nsymlink composefs/images/%s %s\nsymlink composefs/images/%s %s\n' \
+  "${d1[v1]}" "${d2[v1]}" "${d1[v1]}" "$t2" "${d2[v1]}" "$t1" >"$work/swap.cmd"
+dbg "$work/image.img" -w -f "$work/swap.cmd" >/dev/null
+copy object && corrupt "$work/object.img" "$rootfs/usr/share/chain/data"
+copy init && corrupt "$work/init.img" "$work/init-v1"
+# A signed UKI sealing a digest no image has.
+nodigest=$(printf '%0128x' 48879)
+uki uki-none "$nodigest" "$(printf '%0128x' 48880)"
+copy nodigest && put_uki "$work/nodigest.img" "$work/uki-none-db.efi"
+
+for name in other unsigned; do
+  boot "$name" "$work/$name.img" 90 "access denied|security violation|CFS-CHAIN-END"
+  log=$work/$name.txt
+  check "$name: the firmware refuses the UKI (Access Denied / Security Violation)" \
+    "grep -aqiE 'access denied|security violation' '$log'"
+  check "$name: nothing of the image ran" "! grep -aq CFS-CHAIN-MARKER '$log'"
+  show "$name" 'access denied|security violation' 2
+  dump "$fails" "$name"
+done
+f=$fails
+boot image "$work/image.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
+log=$work/image.txt
+check "image: composefs-setup-root refuses the swapped image" \
+  "grep -aq 'init: composefs-setup-root failed' '$log'"
+check "image: ... naming the sealed digest and the mismatch" \
+  "grep -a 'composefs-setup-root' '$log' | grep -a '${d1[v1]:0:32}' | grep -aqiE 'mismatch|does not match|expected'"
+check "image: nothing of the image ran" "! grep -aq CFS-CHAIN-MARKER '$log'"
+show image 'composefs-setup-root' 4
+dump "$f" image
+f=$fails
+boot object "$work/object.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
+log=$work/object.txt
+check "object: the image boots (its metadata is intact)" "grep -aq '^CFS-CHAIN-MARKER v1' '$log'"
+check "object: reading the changed file fails with EIO" \
+  "grep -aqE '^CFS-DATA: error .*(I/O error|Input/output error)' '$log'"
+show object CFS-DATA 2
+dump "$f" object
+f=$fails
+boot init "$work/init.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic|can't execute"
+log=$work/init.txt
+check "init: a changed /sbin/init does not run" "! grep -aq CFS-CHAIN-MARKER '$log'"
+check "init: ... refused with EIO" "grep -aqiE 'input/output error|I/O error' '$log'"
+show init 'error|panic' 3
+dump "$f" init
+f=$fails
+boot nodigest "$work/nodigest.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
+log=$work/nodigest.txt
+check "nodigest: composefs-setup-root refuses, naming the digest" \
+  "grep -a 'composefs-setup-root' '$log' | grep -aq '${nodigest:0:32}'"
+check "nodigest: the initramfs gives up (emergency shell)" \
+  "grep -aq 'init: composefs-setup-root failed' '$log'"
+check "nodigest: nothing of an image ran" "! grep -aq CFS-CHAIN-MARKER '$log'"
+show nodigest 'composefs-setup-root' 3
+dump "$f" nodigest
+
+# ---- 3. upgrade and rollback: boot ok switched to v2 and finalized -------
+f=$fails
+show ok CFS-LOG 30
+mkdir -p "$work/data-rollback"
+echo rollback >"$work/data-rollback/action"
+datadisk "$work/data-rollback.img" "$work/data-rollback"
+boot v2 "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: " "$work/data-rollback.img"
+log=$work/v2.txt
+check "upgrade: the next boot is v2" "grep -aq '^CFS-CHAIN-MARKER v2' '$log'"
+check "upgrade: / is v2's sealed image with verity=require" \
+  "grep -aE '^CFS-ROOT: overlay composefs:${d1[v2]} ' '$log' | grep -q 'verity=require'"
+check "upgrade: the /etc change made on v1 survived the merge" \
+  "grep -aqF 'CFS-ETC: [changed in v1]' '$log'"
+check "upgrade: /var is shared (v1's file is there)" "grep -aqF 'CFS-VAR: [written in v1]' '$log'"
+show v2
+dump "$f" v2
+f=$fails
+boot back "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: "
+log=$work/back.txt
+check "rollback: the next boot is v1 again" "grep -aq '^CFS-CHAIN-MARKER v1' '$log'"
+check "rollback: / is v1's sealed image" "grep -aqE '^CFS-ROOT: overlay composefs:${d1[v1]} ' '$log'"
+show back
+dump "$f" back
 echo "chain test: $(($(date +%s) - t0))s in all"
 [[ $fails == 0 ]] || exit 1
 echo "PASS"
