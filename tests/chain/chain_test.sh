@@ -334,6 +334,7 @@ echo "installed in $(($(date +%s) - t1))s: $(grep -a '^installed' "$work/install
 tpm=()
 boot() {
   local name=$1 disk=$2 secs=$3 stop=$4 data=${5:-} extra=()
+  # shellcheck disable=SC2054  # qemu's option values have commas
   [[ -n $data ]] && extra+=(-drive file="$data",if=none,id=data,format=raw,cache=unsafe
     -device virtio-blk-pci,drive=data)
   cp "$ovmf_vars" "$work/$name.vars"
@@ -390,6 +391,7 @@ if command -v swtpm >/dev/null; then
     --flags startup-clear >/dev/null 2>&1 &
   swtpm_pid=$!
   for _ in $(seq 50); do [[ -S $work/tpm/sock ]] && break; sleep 0.1; done
+  # shellcheck disable=SC2054
   tpm=(-chardev socket,id=chrtpm,path="$work/tpm/sock" -tpmdev emulator,id=tpm0,chardev=chrtpm
     -device tpm-tis,tpmdev=tpm0)
 else
@@ -464,7 +466,6 @@ corrupt() {
   [[ $blk =~ ^[0-9]+$ && $blk != 0 ]] || die "no block for the object of $2 ($d): '$blk'"
   printf '\x5a' | dd of="$1" bs=1 seek=$((root_off + blk * 4096 + 7)) conv=notrunc status=none
 }
-for_copy_start=$(date +%s)
 copy unsigned && put_uki "$work/unsigned.img" "$work/uki-v1.efi"
 "$cfsctl" uki sign "$work/uki-v1.efi" --secureboot-private-key "$work/other.key" \
   --secureboot-certificate "$work/other.pem" --output "$work/uki-v1-other.efi" 2>/dev/null
