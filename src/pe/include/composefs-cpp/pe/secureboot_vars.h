@@ -31,7 +31,7 @@ struct EfiTime {
 };
 EfiTime efi_time_from_unix(int64_t seconds);
 
-// An EFI_SIGNATURE_LIST of type EFI_CERT_X509_GUID holding `cert_der`.
+// An EFI_SIGNATURE_LIST of the X.509 certificate type holding `cert_der`.
 std::vector<uint8_t> x509_signature_list(std::span<const uint8_t> cert_der, const EfiGuid& owner);
 
 // The bytes a time-based authenticated write of `var` ("PK", "KEK", "db",
