@@ -60,12 +60,12 @@ done
 echo
 
 mk=$(best_of "$bin/mkcomposefs" --print-digest-only "$dir")
-id=$(best_of "$bin/cfsctl" --no-repo --hash sha256 compute-id "$dir")
-id5=$(best_of "$bin/cfsctl" --no-repo --hash sha512 compute-id "$dir")
+id=$(best_of "$bin/cfsctl" --no-repo --hash sha256 compute-id --no-propagate-usr-to-root "$dir")
+id5=$(best_of "$bin/cfsctl" --no-repo --hash sha512 compute-id --no-propagate-usr-to-root "$dir")
 repo=$work/repo
 "$bin/cfsctl" --repo "$repo" init --insecure --algorithm fsverity-sha256-12 >/dev/null
-"$bin/cfsctl" --repo "$repo" create-image "$dir" warm >/dev/null
-ci=$(best_of "$bin/cfsctl" --repo "$repo" create-image "$dir" bench)
+"$bin/cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root "$dir" warm >/dev/null
+ci=$(best_of "$bin/cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root "$dir" bench)
 
 row() {  # name result
   printf '%-46s %6.2f s wall %6.2f s CPU %4s MiB  %5.0f MiB/s of files\n' "$1" "$(secs "$2")" \

@@ -34,7 +34,11 @@ cd "$work"
 umoci init --layout img >/dev/null
 umoci new --image img:base >/dev/null
 umoci unpack --image img:base b >/dev/null
-tar -C "$dir" --exclude=./usr/share -cf - . | tar -C b/rootfs -xf -
+# A tree without /usr goes under /usr: an image's id needs one (cfsctl copies
+# /usr's metadata to the root).
+sub=
+[[ -d $dir/usr ]] || { sub=/usr; mkdir b/rootfs/usr; }
+tar -C "$dir" --exclude=./usr/share -cf - . | tar -C "b/rootfs$sub" -xf -
 umoci repack --image img:base b >/dev/null
 if [[ -d $dir/usr/share ]]; then
   # A second repack of the same bundle would not stack a layer on the first

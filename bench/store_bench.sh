@@ -35,7 +35,7 @@ machine
 find "$dir" -xdev -type f -print0 2>/dev/null | xargs -0 cat >/dev/null 2>&1 || true
 repo=$work/repo store=$work/store
 "$bin/cfsctl" --repo "$repo" init --insecure --algorithm fsverity-sha256-12 >/dev/null
-"$bin/cfsctl" --repo "$repo" create-image "$dir" probe >/dev/null
+"$bin/cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root "$dir" probe >/dev/null
 bytes=$(find "$repo/objects" -type f -printf '%s\n' | awk '{s += $1} END{print s}')
 objects=$(find "$repo/objects" -type f | wc -l)
 rm -rf "$repo"
@@ -46,7 +46,7 @@ sync -f "$work"
 BEFORE="rm -f '$work/dd'; sync -f '$work'"
 disk=$(best_of dd if=/dev/zero of="$work/dd" bs=1M count=$(((bytes + 1048575) >> 20)) conv=fsync status=none)
 BEFORE="rm -rf '$repo'; '$bin/cfsctl' --repo '$repo' init --insecure --algorithm fsverity-sha256-12 >/dev/null; sync -f '$work'"
-ci=$(best_of sh -c "'$bin/cfsctl' --repo '$repo' create-image '$dir' bench && sync -f '$work'")
+ci=$(best_of sh -c "'$bin/cfsctl' --repo '$repo' create-image --no-propagate-usr-to-root '$dir' bench && sync -f '$work'")
 BEFORE="rm -rf '$store'; sync -f '$work'"
 mk=$(best_of sh -c "'$bin/mkcomposefs' --digest-store='$store' '$dir' '$work/a.img' && sync -f '$work'")
 if [[ -n $ref ]]; then
