@@ -7,7 +7,8 @@
 #          mkcomposefs --digest-store of DIR into an empty store
 # each timed up to the data being on disk (`sync -f` of the filesystem is
 # part of the timed command: cfsctl calls syncfs itself, mkcomposefs does
-# not).  The source tree is read from the page cache.  Prints MB/s of object
+# not).  cp -a of the tree is timed too: as many files created, no hashing,
+# the floor for a store of many small files.  The source tree is read from the page cache.  Prints MB/s of object
 # bytes and the ratio dd rate / our rate.
 #
 #   bench/store_bench.sh [-d DIR] [REF_MKCOMPOSEFS]
@@ -45,6 +46,10 @@ sync -f "$work"
 
 BEFORE="rm -f '$work/dd'; sync -f '$work'"
 disk=$(best_of dd if=/dev/zero of="$work/dd" bs=1M count=$(((bytes + 1048575) >> 20)) conv=fsync status=none)
+# The same files written by cp -a (its own file per object, no hashing): the
+# filesystem's cost of creating this many files, next to dd's raw bandwidth.
+BEFORE="rm -rf '$work/cp'; sync -f '$work'"
+cp=$(best_of sh -c "cp -a '$dir' '$work/cp' && sync -f '$work'")
 BEFORE="rm -rf '$repo'; '$bin/cfsctl' --repo '$repo' init --insecure --algorithm fsverity-sha256-12 >/dev/null; sync -f '$work'"
 ci=$(best_of sh -c "'$bin/cfsctl' --repo '$repo' create-image --no-propagate-usr-to-root '$dir' bench && sync -f '$work'")
 BEFORE="rm -rf '$store'; sync -f '$work'"
@@ -53,7 +58,7 @@ if [[ -n $ref ]]; then
   rf=$(best_of sh -c "'$ref' --digest-store='$store' '$dir' '$work/a.img' && sync -f '$work'")
 fi
 unset BEFORE
-rm -rf "$repo" "$store" "$work/dd"
+rm -rf "$repo" "$store" "$work/dd" "$work/cp"
 
 row() {  # name result
   printf '%-40s %6.2f s wall %6.2f s CPU %4s MiB  %6.1f MB/s\n' "$1" "$(secs "$2")" "$(cpu "$2")" \
@@ -61,6 +66,7 @@ row() {  # name result
 }
 echo
 row "dd conv=fsync (the disk)" "$disk"
+row "cp -a of the tree (the files, unhashed)" "$cp"
 row "cfsctl create-image, fresh repository" "$ci"
 row "mkcomposefs --digest-store, fresh store" "$mk"
 if [[ -n $ref ]]; then
@@ -72,3 +78,5 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 result "cfsctl create-image: dd rate / ours" "$(calc "$(secs "$ci") / $(secs "$disk")")" $goal ""
 result "mkcomposefs --digest-store: dd rate / ours" "$(calc "$(secs "$mk") / $(secs "$disk")")" $goal ""
+printf '%-44s %5.2fx (cfsctl) %5.2fx (mkcomposefs)\n' "ours / cp -a:" \
+  "$(calc "$(secs "$ci") / $(secs "$cp")")" "$(calc "$(secs "$mk") / $(secs "$cp")")"
