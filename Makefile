@@ -94,8 +94,15 @@ fuzz:
 	fuzz/run.sh pe_reader $(FUZZ_SECONDS)
 	fuzz/run.sh bls $(FUZZ_SECONDS)
 
+# A quick subset of issue 15's side-by-side benchmarks (small sizes, one run
+# each: a few minutes); bench/README.md lists the full runs.
+BENCH_DIR ?= /usr/share/doc
 bench: build
-	@echo "See bench/README.md: each script takes the reference binary's path."
+	RUNS=1 SHA_SECONDS=1 BUILD=$(abspath $(BUILD)) bench/digest_bench.sh -d $(BENCH_DIR)
+	RUNS=1 SHA_SECONDS=1 BUILD=$(abspath $(BUILD)) bench/verity_file_bench.sh -s 256 -k random
+	RUNS=1 BUILD=$(abspath $(BUILD)) bench/store_bench.sh -d $(BENCH_DIR)
+	RUNS=1 BUILD=$(abspath $(BUILD)) bench/oci_import_bench.sh -d $(BENCH_DIR)
+	bench/scale_bench.sh -b $(abspath $(BUILD)) 10000
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -1,0 +1,75 @@
+# Shared helpers of the bench/*.sh scripts (sourced, not run).
+#
+# Every script runs both sides of a comparison in the same run, so the ratios
+# hold even on a shared, loaded machine where absolute times do not.
+# Sets: top (repository), build, bin, work (a fresh directory on a disk,
+# removed on exit), runs (RUNS, default 3).
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${BUILD:-$top/build}
+bin=$build/bin
+runs=${RUNS:-3}
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/cfs-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# The machine and its load, printed at the head of each run.
+machine() {
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')," \
+    "$(df -T "$work" | awk 'NR==2{print $2}') at $work; $(date -u '+%F %H:%M UTC')"
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# measure CMD...: runs CMD once (stdout discarded), prints
+# "seconds peak_rss_kib cpu_seconds" (cpu: user + system of all threads).
+# BEFORE, when set, is evaluated first and not timed (e.g. removing a store).
+measure() {
+  [[ -n ${BEFORE:-} ]] && eval "$BEFORE"
+  /usr/bin/time -f "%e %M %U %S" -o "$work/.time" "$@" >/dev/null
+  awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$work/.time"
+}
+
+# best_of CMD...: the fastest of $runs runs of measure (the run the other
+# agents on the machine disturbed least).
+best_of() {
+  local best="" line t i
+  for ((i = 0; i < runs; i++)); do
+    line=$(measure "$@")
+    t=${line%% *}
+    if [[ -z $best ]] || awk -v t="$t" -v b="${best%% *}" 'BEGIN{exit !(t < b)}'; then best=$line; fi
+  done
+  echo "$best"
+}
+
+# secs / rss_mib / cpu RESULT: the fields of a measure/best_of result.
+secs() { echo "${1%% *}"; }
+rss_mib() { awk -v r="$1" 'BEGIN{split(r, f, " "); printf "%.0f", f[2] / 1024}'; }
+cpu() { awk -v r="$1" 'BEGIN{split(r, f, " "); print f[3]}'; }
+
+# calc EXPR: floating-point arithmetic.
+calc() { awk "BEGIN{printf \"%.3f\", $*}"; }
+
+# hash_rate ALG [N]: bytes per second of ALG (sha256, sha512) with OpenSSL's
+# code (SHA-NI/AVX2, what the fsverity module uses too), 64 KiB buffers.
+# N = 0 (default): one core, per second of CPU time: the unloaded rate.
+# N > 0: N copies at once, the sum of their rates per second of wall-clock
+# time: what N cores hash now, with the other agents' load on the machine.
+hash_rate() {
+  local alg=$1 n=${2:-0} i
+  if ((n == 0)); then
+    openssl speed -mr -bytes 65536 -seconds "${SHA_SECONDS:-2}" "$alg" 2>/dev/null |
+      awk -F: '$1=="+F"{print $4}'
+    return
+  fi
+  for ((i = 0; i < n; i++)); do
+    openssl speed -mr -elapsed -bytes 65536 -seconds "${SHA_SECONDS:-2}" "$alg" 2>/dev/null |
+      awk -F: '$1=="+F"{print $4}' &
+  done | awk '{s += $1} END{printf "%.0f\n", s}'
+}
+
+# verdict RATIO GOAL: "met" when RATIO <= GOAL.
+verdict() { awk -v r="$1" -v g="$2" 'BEGIN{print (r <= g ? "met" : "NOT met")}'; }
+
+# result NAME RATIO GOAL DETAIL: one line of a script's summary.
+result() {
+  printf '%-44s ratio %6.2fx  goal <= %sx  %-7s %s\n' "$1" "$2" "$3" "$(verdict "$2" "$3")" "$4"
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A fresh object store against what the disk can write (issue 15: within
+# 1.3x), both in this run, on the same filesystem:
+#   disk   dd if=/dev/zero bs=1M conv=fsync of as many bytes as the tree's
+#          objects (the best of RUNS)
+#   ours   cfsctl create-image of DIR into an empty repository, and
+#          mkcomposefs --digest-store of DIR into an empty store
+# each timed up to the data being on disk (`sync -f` of the filesystem is
+# part of the timed command: cfsctl calls syncfs itself, mkcomposefs does
+# not).  cp -a of the tree is timed too: as many files created, no hashing,
+# the floor for a store of many small files.  The source tree is read from the page cache.  Prints MB/s of object
+# bytes and the ratio dd rate / our rate.
+#
+#   bench/store_bench.sh [-d DIR] [REF_MKCOMPOSEFS]
+#
+# DIR defaults to the Debian tree of scripts/selinux-rootfs.sh when it is
+# built, else /usr/share.  Other agents' writes to the same disk are in both
+# sides' times.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+dir=
+while getopts "d:" o; do
+  case $o in
+    d) dir=$OPTARG ;;
+    *) exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+ref=${1:-}
+if [[ -z $dir ]]; then
+  dir=$("$top/scripts/selinux-rootfs.sh" --check 2>/dev/null) || dir=/usr/share
+fi
+goal=1.3
+
+machine
+find "$dir" -xdev -type f -print0 2>/dev/null | xargs -0 cat >/dev/null 2>&1 || true
+repo=$work/repo store=$work/store
+"$bin/cfsctl" --repo "$repo" init --insecure --algorithm fsverity-sha256-12 >/dev/null
+"$bin/cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root "$dir" probe >/dev/null
+bytes=$(find "$repo/objects" -type f -printf '%s\n' | awk '{s += $1} END{print s}')
+objects=$(find "$repo/objects" -type f | wc -l)
+rm -rf "$repo"
+mb=$(calc "$bytes / 1e6")
+echo "directory: $dir ($(find "$dir" -xdev | wc -l) entries) -> $objects objects, $mb MB"
+sync -f "$work"
+
+BEFORE="rm -f '$work/dd'; sync -f '$work'"
+disk=$(best_of dd if=/dev/zero of="$work/dd" bs=1M count=$(((bytes + 1048575) >> 20)) conv=fsync status=none)
+# The same files written by cp -a (its own file per object, no hashing): the
+# filesystem's cost of creating this many files, next to dd's raw bandwidth.
+BEFORE="rm -rf '$work/cp'; sync -f '$work'"
+cp=$(best_of sh -c "cp -a '$dir' '$work/cp' && sync -f '$work'")
+BEFORE="rm -rf '$repo'; '$bin/cfsctl' --repo '$repo' init --insecure --algorithm fsverity-sha256-12 >/dev/null; sync -f '$work'"
+ci=$(best_of sh -c "'$bin/cfsctl' --repo '$repo' create-image --no-propagate-usr-to-root '$dir' bench && sync -f '$work'")
+BEFORE="rm -rf '$store'; sync -f '$work'"
+mk=$(best_of sh -c "'$bin/mkcomposefs' --digest-store='$store' '$dir' '$work/a.img' && sync -f '$work'")
+if [[ -n $ref ]]; then
+  rf=$(best_of sh -c "'$ref' --digest-store='$store' '$dir' '$work/a.img' && sync -f '$work'")
+fi
+unset BEFORE
+rm -rf "$repo" "$store" "$work/dd" "$work/cp"
+
+row() {  # name result
+  printf '%-40s %6.2f s wall %6.2f s CPU %4s MiB  %6.1f MB/s\n' "$1" "$(secs "$2")" "$(cpu "$2")" \
+    "$(rss_mib "$2")" "$(calc "$mb / $(secs "$2")")"
+}
+echo
+row "dd conv=fsync (the disk)" "$disk"
+row "cp -a of the tree (the files, unhashed)" "$cp"
+row "cfsctl create-image, fresh repository" "$ci"
+row "mkcomposefs --digest-store, fresh store" "$mk"
+if [[ -n $ref ]]; then
+  row "reference mkcomposefs --digest-store" "$rf"
+else
+  echo "reference mkcomposefs: skipped (no reference binary)"
+fi
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+result "cfsctl create-image: dd rate / ours" "$(calc "$(secs "$ci") / $(secs "$disk")")" $goal ""
+result "mkcomposefs --digest-store: dd rate / ours" "$(calc "$(secs "$mk") / $(secs "$disk")")" $goal ""
+printf '%-44s %5.2fx (cfsctl) %5.2fx (mkcomposefs)\n' "ours / cp -a:" \
+  "$(calc "$(secs "$ci") / $(secs "$cp")")" "$(calc "$(secs "$mk") / $(secs "$cp")")"
