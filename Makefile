@@ -55,9 +55,10 @@ build-asan: deps $(ASAN_BUILD)/.configured
 # kernel matrix and the UKI boot: sanitized tools under TCG only double their
 # time), the libselinux oracle over a whole Debian tree (selinux_test covers
 # the same matcher), the man page and README checks, the compile checks and
-# the install test and the podman example, each of which the release run
-# has already done.
-ASAN_SKIP_LABELS := vm|oracle|man|install|compile|example
+# the install test, the podman example and the initramfs builds (dracut and
+# mkinitramfs, which only package files), each of which the release run has
+# already done.
+ASAN_SKIP_LABELS := vm|oracle|man|install|compile|example|initramfs
 test-release: build
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure -LE e2e
 

@@ -3,10 +3,13 @@
 // layout bootc makes, built here by hand from the spec; the /etc three-way
 // merge; and switch/upgrade/finalize/rollback/deploy-gc end to end on OCI
 // images umoci makes, with crashes injected at every durable step.
+#include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "composefs-cpp/deploy/lifecycle.h"
 #include "pe_util.h"
@@ -144,10 +147,103 @@ TEST_F(BootcLayout, UkiEntryOnTheEsp) {
   EXPECT_TRUE(st["rollback"].is_null());
 }
 
+// The entries in systemd-boot's order, from bootctl (the real sorter, not
+// ours): their linux paths' kernel directory names.
+std::vector<std::string> bootctl_order(const std::string& boot) {
+  std::vector<std::string> out;
+  must("mount --bind " + Q(boot) + " " + Q(boot));
+  auto r = run("SYSTEMD_RELAX_ESP_CHECKS=1 bootctl --esp-path=" + Q(boot) +
+               " --no-variables --no-pager --json=short list");
+  run("umount " + Q(boot));
+  EXPECT_EQ(r.status, 0) << r.err;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    std::string lx = json::parse(line)["linux"];
+    out.push_back(fs::path(lx).parent_path().filename().string());
+  }
+  return out;
+}
+
+TEST_F(BootcLayout, RollbackWithFourDeployments) {
+  if (!have_command("bootctl")) GTEST_SKIP() << "needs bootctl (systemd-boot)";
+  if (!is_root()) GTEST_SKIP() << "needs root (bind mount for bootctl)";
+  // Two more deployments after A and B, as another tool may have left them.
+  // An os_id sorting before "bootc" (the key rollback writes): the others
+  // must not overtake the re-keyed two.
+  std::string x(128, '1'), y(128, '2');
+  std::string e = s_ + "/boot/loader/entries/";
+  for (auto* f : {"bootc_fedora-42-1.conf", "bootc_fedora-41-0.conf"}) {
+    std::string t = read_file(e + f);
+    t.replace(t.find("sort-key bootc-fedora-"), 22, "sort-key bootc-arch-");
+    write_file(e + f, t);
+  }
+  int n = 2;
+  for (const auto& d : {x, y}) {
+    put(e + "other-" + std::to_string(n) + ".conf",
+        "title Other " + std::to_string(n) + "\nversion 3" + std::to_string(n) +
+            "\nlinux /boot/bootc_composefs-" + d + "/vmlinuz\noptions rw composefs=" + d +
+            "\nsort-key bootc-arch-" + std::to_string(n) + "\n");
+    put(s_ + "/state/deploy/" + d + "/" + d + ".origin",
+        "[origin]\ncontainer-image-reference=ostree-unverified-image:docker://q/o:" +
+            std::to_string(n) + "\n[boot]\nboot_type=bls\n[image]\nmanifest_digest=sha256:" +
+            std::string(64, '9') + "\n");
+    ++n;
+  }
+  // A foreign entry (no deployment: no origin file) must survive untouched.
+  std::string z(128, '3');
+  put(e + "zz-foreign.conf", "title Foreign\nlinux /z/vmlinuz\noptions composefs=" + z + "\n");
+  std::string k = "/boot/bootc_composefs-";
+  auto dirs = [&](std::initializer_list<std::string> ds) {
+    std::vector<std::string> v;
+    for (const auto& d : ds) v.push_back("bootc_composefs-" + d);
+    v.push_back("z");
+    return v;
+  };
+  ASSERT_EQ(bootctl_order(s_ + "/boot"), dirs({a_, b_, x, y}));
+  std::string args = " --sysroot " + Q(s_) + " --run-dir " + Q(tmp_.path() + "/run") +
+                     " --cmdline " + Q(tmp_.path() + "/empty") + " --mountinfo " +
+                     Q(tmp_.path() + "/mountinfo");
+  auto r = run(Q(tool("cfsctl")) + " rollback" + args);  // booted: A (mountinfo)
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(bootctl_order(s_ + "/boot"), dirs({b_, a_, x, y}));
+  EXPECT_EQ(read_file(e + "zz-foreign.conf"),
+            "title Foreign\nlinux /z/vmlinuz\noptions composefs=" + z + "\n");
+  EXPECT_NE(read_file(e + "bootc_bootc-41-1.conf").find("sort-key bootc-bootc-0\n"),
+            std::string::npos);
+  EXPECT_NE(read_file(e + "bootc_bootc-42-0.conf").find("sort-key bootc-bootc-1\n"),
+            std::string::npos);
+  // The staged deployment is dropped (bootc does so too).
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
+  EXPECT_FALSE(fs::exists(tmp_.path() + "/run/staged-deployment"));
+  json st = status("mountinfo")["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], a_);
+  EXPECT_EQ(st["rollback"]["composefs"]["verity"], b_);
+  EXPECT_EQ(st["rollbackQueued"], true);
+  EXPECT_TRUE(st["staged"].is_null());
+  ASSERT_EQ(st["otherDeployments"].size(), 2u);
+  EXPECT_EQ(st["otherDeployments"][0]["composefs"]["verity"], x);
+  EXPECT_EQ(st["otherDeployments"][1]["composefs"]["verity"], y);
+  // Rolling back again restores the order; the booted one is first again.
+  r = run(Q(tool("cfsctl")) + " rollback" + args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(bootctl_order(s_ + "/boot"), dirs({a_, b_, x, y}));
+  st = status("mountinfo")["status"];
+  EXPECT_EQ(st["booted"]["composefs"]["verity"], a_);
+  EXPECT_EQ(st["rollback"]["composefs"]["verity"], b_);
+  EXPECT_EQ(st["rollbackQueued"], false);
+  // Booted B (the command line, no composefs root): A is its rollback.
+  json sb = status("empty")["status"];
+  EXPECT_EQ(sb["booted"]["composefs"]["verity"], b_);
+  EXPECT_EQ(sb["rollback"]["composefs"]["verity"], a_);
+  EXPECT_EQ(sb["rollbackQueued"], true);
+  EXPECT_EQ(sb["otherDeployments"].size(), 2u);
+}
+
 // ------------------------------------------------------- /etc three ways
 
 deploy::EtcEntry file(const std::string& data, uint32_t mode = 0644) {
-  return {S_IFREG | mode, 0, 0, data};
+  return {S_IFREG | mode, 0, 0, data, {}};
 }
 
 TEST(EtcMerge, ThreeWays) {
@@ -184,6 +280,30 @@ TEST(EtcMerge, BothChangedIsAConflict) {
   auto m = deploy::merge_etc(pristine, current, next);
   ASSERT_EQ(m.conflicts, std::vector<std::string>{"f"});
   EXPECT_EQ(m.result.at("g"), file("same"));
+}
+
+deploy::EtcEntry with_xattr(deploy::EtcEntry e, const std::string& k, const std::string& v) {
+  e.xattrs[k] = v;
+  return e;
+}
+
+TEST(EtcMerge, XattrsMergeAndConflict) {
+  deploy::EtcTree pristine{
+      {"label", file("1")}, {"note", file("1")}, {"both", file("1")}, {"img", file("1")}};
+  deploy::EtcTree current = pristine, next = pristine;
+  // Only an xattr changed locally: kept, and the image's unchanged file too.
+  current["label"] = with_xattr(file("1"), "security.selinux", "system_u:object_r:etc_t:s0");
+  current["note"] = with_xattr(file("1"), "user.note", "mine");
+  // Local xattr, image content: both changed, differently.
+  current["both"] = with_xattr(file("1"), "user.note", "mine");
+  next["both"] = file("2");
+  // The image changed an xattr only: taken.
+  next["img"] = with_xattr(file("1"), "security.capability", "cap");
+  auto m = deploy::merge_etc(pristine, current, next);
+  EXPECT_EQ(m.conflicts, std::vector<std::string>{"both"});
+  EXPECT_EQ(m.result.at("label").xattrs.at("security.selinux"), "system_u:object_r:etc_t:s0");
+  EXPECT_EQ(m.result.at("note").xattrs.at("user.note"), "mine");
+  EXPECT_EQ(m.result.at("img").xattrs.at("security.capability"), "cap");
 }
 
 // ------------------------------------------------------------ life cycle
@@ -371,6 +491,46 @@ TEST_F(Lifecycle, SwitchUpgradeFinalizeRollbackAndGc) {
   check_bootable("after gc of d2");
 }
 
+TEST_F(Lifecycle, EtcXattrsSurviveUpgradeAndConflict) {
+  if (!have_command("getfattr") || !have_command("setfattr")) GTEST_SKIP() << "needs attr";
+  first_install();
+  std::string text = read_file(s_ + "/boot/loader/entries/" + entries()[0]);
+  std::string d = text.substr(text.find("composefs.digest=?v1-sha512-12:") + 31, 128);
+  std::string etc = s_ + "/state/deploy/" + d + "/etc";
+  if (run("setfattr -n user.probe -v 1 " + Q(etc + "/a")).status != 0)
+    GTEST_SKIP() << "the test file system takes no user.* xattrs";
+  // Local xattr-only changes (a note, a relabel), the data as shipped.
+  must("setfattr -n user.note -v mine " + Q(etc + "/a"));
+  must("setfattr -n security.selinux -v system_u:object_r:etc_t:s0 " + Q(etc + "/sub/c"));
+  must("cd " + Q(root_) + " && echo b2 > etc/b && printf KERNEL2 > usr/lib/modules/6.1/vmlinuz");
+  repack();
+  auto r = cfs("upgrade");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = cfs("finalize");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string e2 = read_file(s_ + "/boot/loader/entries/bootc_test_os-1-1.conf");
+  // The new deployment is the one whose state is not d's.
+  std::string nd;
+  for (const auto& de : fs::directory_iterator(s_ + "/state/deploy"))
+    if (de.path().filename() != d) nd = de.path().filename().string();
+  ASSERT_FALSE(nd.empty()) << e2;
+  std::string etc2 = s_ + "/state/deploy/" + nd + "/etc";
+  EXPECT_EQ(must("getfattr --only-values -n user.note " + Q(etc2 + "/a")), "mine");
+  EXPECT_EQ(must("getfattr --only-values -n security.selinux " + Q(etc2 + "/sub/c")),
+            "system_u:object_r:etc_t:s0");
+  EXPECT_EQ(read_file(etc2 + "/b"), "b2\n");
+  // A local xattr on a file the next image changes: a conflict, nothing staged.
+  must("setfattr -n user.note -v mine " + Q(etc2 + "/b"));
+  write_file(d_ + "/mountinfo", "30 1 0:30 / / ro - overlay composefs:" + nd + " ro\n");
+  must("cd " + Q(root_) + " && echo b3 > etc/b");
+  repack();
+  r = run(Q(tool("cfsctl")) + " --insecure upgrade --sysroot " + Q(s_) + " --run-dir " +
+          Q(d_ + "/run") + " --cmdline /dev/null --mountinfo " + Q(d_ + "/mountinfo"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("/etc/b"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(s_ + "/boot/loader/entries.staged"));
+}
+
 TEST_F(Lifecycle, EtcConflictIsRefusedAndNothingWritten) {
   first_install();
   auto dirs = entries();
@@ -466,9 +626,34 @@ TEST_F(Lifecycle, InstallToDiskImageFile) {
   EXPECT_LT(text.find(" rw "), p) << text;
   EXPECT_TRUE(fs::exists(m + "/state/deploy/" + d + "/" + d + ".origin"));
   EXPECT_TRUE(fs::exists(m + "/composefs/images/" + d));
-  EXPECT_TRUE(fs::exists(espdir + "/bootc_composefs-" + d + "/vmlinuz"));
+  // systemd-boot's layout (boot-spec 2.3): the kernel directory in the ESP's EFI/Linux.
+  EXPECT_TRUE(fs::exists(espdir + "/EFI/Linux/bootc_composefs-" + d + "/vmlinuz"));
+  EXPECT_NE(text.find("linux /EFI/Linux/bootc_composefs-" + d + "/vmlinuz\n"), std::string::npos)
+      << text;
+  EXPECT_FALSE(fs::exists(espdir + "/bootc_composefs-" + d));
   run("umount " + Q(m));
   run("losetup -d " + esp + " " + root);
+}
+
+TEST_F(Lifecycle, InstallToDiskWithBootctl) {
+  for (auto* t : {"sfdisk", "mkfs.vfat", "mkfs.ext4", "losetup", "mcopy", "mdir", "bootctl"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t;
+  if (run("losetup -f").status != 0) GTEST_SKIP() << "no free loop device";
+  std::string disk = d_ + "/disk.img";
+  auto r = run(Q(tool("cfsctl")) + " --insecure install to-disk " + Q("oci:" + d_ + "/img:t") +
+               " " + Q(disk) + " --esp-size 64M --disk-size 300M --bootloader bootctl");
+  ASSERT_EQ(r.status, 0) << r.err;
+  // The ESP (vfat, whether mounted or written through mtools) read with mtools.
+  std::string line = must("sfdisk --dump " + Q(disk) + " | grep '^" + disk + "1 '");
+  auto p = line.find("start=");
+  uint64_t start = std::stoull(line.substr(p + 6)) * 512;
+  std::string img = Q(disk) + "@@" + std::to_string(start);
+  auto ls = [&](const std::string& dir) { return must("mdir -b -i " + img + " " + Q("::" + dir)); };
+  EXPECT_NE(ls("/loader").find("entries.srel"), std::string::npos);  // bootctl's mark
+  EXPECT_EQ(ls("/loader").find("random-seed"), std::string::npos);
+  EXPECT_NE(ls("/EFI/BOOT").find("BOOTX64.EFI"), std::string::npos);
+  EXPECT_NE(ls("/EFI/systemd").find("systemd-bootx64.efi"), std::string::npos);
+  EXPECT_NE(ls("/EFI/Linux").find("bootc_composefs-"), std::string::npos);
 }
 
 TEST_F(Lifecycle, InstallToFilesystemSignsSystemdBoot) {
@@ -498,6 +683,273 @@ TEST_F(Lifecycle, InstallToFilesystemSignsSystemdBoot) {
           " " + Q(target));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("has deployments already"), std::string::npos) << r.err;
+}
+
+// The .auth files against efitools: sig-list-to-certs finds the given
+// certificate in the signature list after the authentication header, and
+// cert-to-efi-sig-list + sign-efi-sig-list, given the same owner GUID and
+// timestamp, make the very same bytes (PKCS#1 v1.5 signatures are
+// deterministic).
+void check_auth_file(const std::string& dir, const std::string& var, const std::string& key,
+                     const std::string& cert) {
+  std::string f = dir + "/" + var + ".auth", bytes = read_file(f);
+  ASSERT_GT(bytes.size(), 16u + 24u + 28u + 16u) << f;
+  auto le32 = [&](size_t at) {
+    return uint32_t(uint8_t(bytes[at])) | uint32_t(uint8_t(bytes[at + 1])) << 8 |
+           uint32_t(uint8_t(bytes[at + 2])) << 16 | uint32_t(uint8_t(bytes[at + 3])) << 24;
+  };
+  // EFI_VARIABLE_AUTHENTICATION_2: EFI_TIME, then WIN_CERTIFICATE (dwLength first).
+  size_t esl_at = 16 + le32(16);
+  ASSERT_LT(esl_at, bytes.size()) << f;
+  EXPECT_EQ(bytes.substr(20, 4), std::string("\x00\x02\xf1\x0e", 4)) << "revision 2.0, EFI_GUID";
+  std::string esl = dir + "/" + var + ".esl";
+  write_file(esl, bytes.substr(esl_at));
+  must("cd " + Q(dir) + " && sig-list-to-certs " + Q(esl) + " " + var + "-cert >/dev/null");
+  must("openssl x509 -in " + Q(cert) + " -outform DER -out " + Q(dir + "/given.der"));
+  EXPECT_EQ(read_file(dir + "/" + var + "-cert-0.der"), read_file(dir + "/given.der")) << var;
+  // The owner GUID (after the 28-byte list header) and the time, as text.
+  auto hex = [&](size_t at, int n, bool rev) {
+    std::string out;
+    for (int i = 0; i < n; ++i) {
+      uint8_t b = uint8_t(bytes[at + (rev ? n - 1 - i : i)]);
+      out += fmt::format("{:02x}", b);
+    }
+    return out;
+  };
+  size_t g = esl_at + 28;
+  std::string guid = hex(g, 4, true) + "-" + hex(g + 4, 2, true) + "-" + hex(g + 6, 2, true) + "-" +
+                     hex(g + 8, 2, false) + "-" + hex(g + 10, 6, false);
+  std::string ts =
+      fmt::format("{}-{:02}-{:02} {:02}:{:02}:{:02}", uint8_t(bytes[0]) | uint8_t(bytes[1]) << 8,
+                  uint8_t(bytes[2]), uint8_t(bytes[3]), uint8_t(bytes[4]), uint8_t(bytes[5]),
+                  uint8_t(bytes[6]));
+  must("cd " + Q(dir) + " && cert-to-efi-sig-list -g " + guid + " " + Q(cert) +
+       " ref.esl && TZ=UTC " + "sign-efi-sig-list -t " + Q(ts) + " -g " + guid + " -k " + Q(key) +
+       " -c " + Q(cert) + " " + var + " ref.esl ref-" + var + ".auth >/dev/null");
+  EXPECT_EQ(bytes, read_file(dir + "/ref-" + var + ".auth")) << var << " differs from efitools'";
+}
+
+TEST_F(Lifecycle, InstallWritesSecureBootEnrolmentFiles) {
+  for (auto* t : {"openssl", "sig-list-to-certs", "cert-to-efi-sig-list", "sign-efi-sig-list"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t << " (efitools)";
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  must("cd " + Q(d_) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout sb.key -out sb.crt -days 2 "
+       "-subj /CN=enrol 2>/dev/null");
+  // An image shipping its own keys, as bootc copies them.
+  std::string keys = root_ + "/usr/lib/bootc/install/secureboot-keys/vendor";
+  fs::create_directories(keys);
+  write_file(keys + "/db.auth", "VENDOR-DB");
+  write_file(keys + "/README", "not copied");
+  repack();
+  std::string target = d_ + "/target";
+  auto r =
+      run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(target) + " --secureboot-private-key " + Q(d_ + "/sb.key") +
+          " --secureboot-certificate " + Q(d_ + "/sb.crt") + " --secureboot-enroll mine");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string k = target + "/boot/loader/keys";
+  EXPECT_EQ(read_file(k + "/vendor/db.auth"), "VENDOR-DB");
+  EXPECT_FALSE(fs::exists(k + "/vendor/README"));
+  std::string work = d_ + "/check";
+  fs::create_directories(work);
+  for (auto* var : {"PK", "KEK", "db"}) {
+    ASSERT_TRUE(fs::exists(k + "/mine/" + std::string(var) + ".auth")) << var;
+    fs::copy_file(k + "/mine/" + std::string(var) + ".auth", work + "/" + var + ".auth");
+    check_auth_file(work, var, d_ + "/sb.key", d_ + "/sb.crt");
+  }
+  // Another certificate is not what was enrolled: the check can fail.
+  must("cd " + Q(d_) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout o.key -out o.crt -days 2 "
+       "-subj /CN=other 2>/dev/null && openssl x509 -in o.crt -outform DER -out o.der");
+  EXPECT_NE(read_file(work + "/db-cert-0.der"), read_file(d_ + "/o.der"));
+  // Enrolment files without a key are refused.
+  r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(d_ + "/t2") + " --secureboot-enroll mine");
+  EXPECT_NE(r.status, 0);
+}
+
+TEST_F(Lifecycle, InstallWithBootctlSignsWhatBootctlInstalled) {
+  for (auto* t : {"bootctl", "openssl", "sbverify"})
+    if (!have_command(t)) GTEST_SKIP() << "needs " << t << " (systemd-boot, sbsigntool)";
+  must("cd " + Q(d_) +
+       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout db.key -out db.crt -days 2 "
+       "-subj /CN=test 2>/dev/null");
+  std::string target = d_ + "/target";
+  auto r =
+      run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
+          " " + Q(target) + " --bootloader bootctl" + " --secureboot-private-key " +
+          Q(d_ + "/db.key") + " --secureboot-certificate " + Q(d_ + "/db.crt"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string esp = target + "/boot";
+  // bootctl's own marks: its loader/entries.srel and loader.conf template.
+  EXPECT_TRUE(fs::exists(esp + "/loader/entries.srel"));
+  EXPECT_NE(read_file(esp + "/loader/loader.conf"), "timeout 5\n");
+  EXPECT_FALSE(fs::exists(esp + "/loader/random-seed"));  // a generic image carries none
+  for (auto* f : {"/EFI/BOOT/BOOTX64.EFI", "/EFI/systemd/systemd-bootx64.efi"})
+    EXPECT_EQ(run("sbverify --cert " + Q(d_ + "/db.crt") + " " + Q(esp + f)).status, 0) << f;
+  // bootctl sees its installation (the directory is no mount: bind it for the check).
+  must("mount --bind " + Q(esp) + " " + Q(esp));
+  auto st = run("SYSTEMD_RELAX_ESP_CHECKS=1 bootctl --esp-path=" + Q(esp) +
+                " --no-variables is-installed");
+  run("umount " + Q(esp));
+  EXPECT_EQ(st.status, 0) << st.out << st.err;
+  EXPECT_EQ(trim(st.out), "yes");
+  // The entry: systemd-boot's layout.
+  std::string entry = must("ls " + Q(esp + "/loader/entries"));
+  std::string text = read_file(esp + "/loader/entries/" + entry);
+  EXPECT_NE(text.find("linux /EFI/Linux/bootc_composefs-"), std::string::npos) << text;
+}
+
+TEST_F(Lifecycle, EspLayoutUpgradeAndGcOfKernelDirectories) {
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  std::string target = d_ + "/target", esp = target + "/boot";
+  auto r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " +
+               Q("oci:" + d_ + "/img:t") + " " + Q(target));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string d1 = trim(r.out).substr(10);
+  must("cd " + Q(root_) + " && printf KERNEL2 > usr/lib/modules/6.1/vmlinuz");
+  repack();
+  std::string a = " --sysroot " + Q(target) + " --boot-dir " + Q(esp) + " --run-dir " +
+                  Q(d_ + "/run") + " --cmdline /dev/null --mountinfo /dev/null";
+  r = run(Q(tool("cfsctl")) + " --insecure upgrade" + a);
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(r.out.substr(0, 7), "staged ") << r.out;
+  std::string d2 = r.out.substr(7, 128);
+  ASSERT_NE(d2, d1);
+  r = run(Q(tool("cfsctl")) + " --insecure finalize" + a);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string linux_dir = esp + "/EFI/Linux/bootc_composefs-";
+  // The upgrade kept systemd-boot's layout and the first install's options.
+  EXPECT_EQ(read_file(linux_dir + d1 + "/vmlinuz"), "KERNEL1");
+  for (const auto& e : fs::directory_iterator(esp + "/loader/entries")) {
+    std::string text = read_file(e.path());
+    EXPECT_NE(text.find("linux /EFI/Linux/bootc_composefs-"), std::string::npos) << text;
+  }
+  EXPECT_EQ(read_file(linux_dir + d2 + "/vmlinuz"), "KERNEL2");
+  // Orphans in both forms bootc reads (a kernel directory, a legacy UKI in
+  // EFI/Linux, a UKI in EFI/Linux/bootc) go; the files of entries stay.
+  std::string orphan(128, 'e');
+  fs::create_directories(linux_dir + orphan);
+  write_file(esp + "/EFI/Linux/bootc_composefs-" + orphan + ".efi", "x");
+  fs::create_directories(esp + "/EFI/Linux/bootc");
+  write_file(esp + "/EFI/Linux/bootc/bootc_composefs-" + orphan + ".efi", "x");
+  fs::create_directories(esp + "/EFI/Linux/bootc/bootc_composefs-" + orphan + ".efi.extra.d");
+  write_file(esp + "/EFI/Linux/other.efi", "not ours");
+  r = run(Q(tool("cfsctl")) + " --insecure deploy-gc" + a);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(fs::exists(linux_dir + orphan));
+  EXPECT_FALSE(fs::exists(esp + "/EFI/Linux/bootc_composefs-" + orphan + ".efi"));
+  EXPECT_FALSE(fs::exists(esp + "/EFI/Linux/bootc/bootc_composefs-" + orphan + ".efi"));
+  EXPECT_FALSE(fs::exists(esp + "/EFI/Linux/bootc/bootc_composefs-" + orphan + ".efi.extra.d"));
+  EXPECT_TRUE(fs::exists(esp + "/EFI/Linux/other.efi"));
+  EXPECT_TRUE(fs::exists(linux_dir + d1 + "/vmlinuz"));
+  EXPECT_TRUE(fs::exists(linux_dir + d2 + "/initrd"));
+}
+
+// boot-spec 2.10's checklist for producing deployments bootc can read, item
+// by item, on a root made by install to-filesystem.  Every expected string
+// is spelled here from the spec text (2.1, 2.3, 2.5), not taken from our code.
+TEST_F(Lifecycle, InstallToFilesystemMeetsBootcChecklist) {
+  if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+    GTEST_SKIP() << "needs systemd-boot-efi";
+  must("mkdir -p " + Q(root_ + "/var/lib/app") + " && echo state > " + Q(root_ + "/var/lib/app/f"));
+  repack();
+  std::string t = d_ + "/target", esp = t + "/boot";
+  auto r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " +
+               Q("oci:" + d_ + "/img:t") + " " + Q(t) + " --karg root=UUID=1234 --karg rw");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string repo = " --insecure --repo " + Q(t + "/composefs");
+
+  // "Use a sha512 repository at <root>/composefs with meta.json (dual V1+V2)".
+  std::string meta = read_file(t + "/composefs/meta.json");
+  EXPECT_NE(meta.find("fsverity-sha512-12"), std::string::npos) << meta;
+  // D: "the fs-verity digest of the boot EROFS"; V1 under the bare key.
+  json images = json::parse(must(Q(tool("cfsctl")) + repo + " oci images --json"))["images"];
+  ASSERT_EQ(images.size(), 1u);
+  std::string manifest = images[0]["manifest_digest"];
+  std::string d =
+      must(Q(tool("cfsctl")) + repo + " oci compute-id --bootable " + Q("@" + manifest));
+  ASSERT_EQ(d.size(), 128u);
+  size_t erofs = 0;
+  for (const auto& e : fs::directory_iterator(t + "/composefs/images"))
+    erofs += e.is_regular_file() && e.path().filename().string().size() == 128;
+  EXPECT_GE(erofs, 2u) << "a V1 and a V2 image";
+
+  // "Tag localhost/bootc-<manifest>".
+  EXPECT_EQ(images[0]["name"], "localhost/bootc-" + manifest);
+
+  // "Create state/deploy/<D>/{etc/, var->../../os/default/var, <D>.origin}
+  // with all three .origin sections and boot.boot_type".
+  std::string st = t + "/state/deploy/" + d;
+  EXPECT_TRUE(fs::is_directory(st + "/etc"));
+  EXPECT_EQ(read_file(st + "/etc/a"), "a\n");
+  EXPECT_EQ(fs::read_symlink(st + "/var").string(), "../../os/default/var");
+  EXPECT_EQ(read_file(t + "/state/os/default/var/lib/app/f"), "state\n");  // install only
+  std::string origin = read_file(st + "/" + d + ".origin");
+  EXPECT_NE(origin.find("[origin]\ncontainer-image-reference=ostree-unverified-image:oci:" + d_ +
+                        "/img:t\n"),
+            std::string::npos)
+      << origin;
+  EXPECT_NE(origin.find("[boot]\nboot_type=bls\n"), std::string::npos) << origin;
+  // boot.digest: "SHA-256 over vmlinuz bytes then initramfs bytes".
+  EXPECT_NE(origin.find("digest=" + must("printf KERNEL1INITRD | sha256sum | cut -d' ' -f1")),
+            std::string::npos)
+      << origin;
+  EXPECT_NE(origin.find("[image]\nmanifest_digest=" + manifest + "\n"), std::string::npos)
+      << origin;
+  EXPECT_EQ(fs::status(st + "/" + d + ".origin").permissions() & fs::perms::all, fs::perms(0644));
+
+  // "Name the boot files with the bootc_composefs- prefix and the BLS
+  // entries bootc_<osid>-<ver>-1.conf, with sort-key bootc-<osid>-0" (ID
+  // test-os: '-' becomes '_' in the name only; VERSION_ID 1).
+  std::string entry = esp + "/loader/entries/bootc_test_os-1-1.conf";
+  ASSERT_TRUE(fs::exists(entry)) << must("ls " + Q(esp + "/loader/entries"));
+  EXPECT_EQ(must("ls " + Q(esp + "/loader/entries")), "bootc_test_os-1-1.conf");
+  // systemd-boot: the kernel directory in the ESP's EFI/Linux, "initrd" not
+  // "initramfs.img" (2.3).
+  std::string kdir = "/EFI/Linux/bootc_composefs-" + d;
+  EXPECT_EQ(read_file(esp + kdir + "/vmlinuz"), "KERNEL1");
+  EXPECT_EQ(read_file(esp + kdir + "/initrd"), "INITRD");
+  // "Put the composefs karg in options (Type1)": the bare composefs= key
+  // (bootc <= 1.16.13) with '?' for an insecure repository, after the
+  // root-setup kargs; BLSConfig's line order: title, version, linux,
+  // initrd, options, sort-key.
+  std::string text = read_file(entry);
+  std::string opts_line;
+  std::istringstream in(text);
+  std::vector<std::string> keys;
+  for (std::string line; std::getline(in, line);) {
+    keys.push_back(line.substr(0, line.find(' ')));
+    if (keys.back() == "options") opts_line = line;
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"title", "version", "linux", "initrd", "options",
+                                            "sort-key"}))
+      << text;
+  EXPECT_NE(text.find("title Test 1\n"), std::string::npos) << text;  // PRETTY_NAME
+  EXPECT_NE(text.find("version 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("linux " + kdir + "/vmlinuz\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("initrd " + kdir + "/initrd\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("sort-key bootc-test-os-0\n"), std::string::npos) << text;
+  EXPECT_EQ(opts_line.rfind("options root=UUID=1234 rw ", 0), 0u) << opts_line;
+  std::vector<std::string> words;
+  std::istringstream ow(opts_line);
+  for (std::string w; ow >> w;) words.push_back(w);
+  EXPECT_NE(std::find(words.begin(), words.end(), "composefs=?" + d), words.end()) << opts_line;
+  // "Emit both forms" for bootc-root-setup.service's condition (2.10, 4.3).
+  EXPECT_NE(std::find(words.begin(), words.end(), "composefs.digest=?v1-sha512-12:" + d),
+            words.end())
+      << opts_line;
+
+  // The rest of the layout 2.1/2.3/2.5 name: the compatibility link,
+  // loader.conf "timeout 5", nothing staged.
+  EXPECT_EQ(fs::read_symlink(t + "/ostree/bootc").string(), "../composefs/bootc");
+  EXPECT_EQ(read_file(esp + "/loader/loader.conf"), "timeout 5\n");
+  EXPECT_FALSE(fs::exists(esp + "/loader/entries.staged"));
+  EXPECT_FALSE(fs::exists(t + "/run/composefs/staged-deployment"));
+  EXPECT_FALSE(fs::exists(st + "/etc/.updated"));
 }
 
 TEST_F(Lifecycle, DownloadOnlyStageIsNotFinalized) {

@@ -480,6 +480,45 @@ TEST_P(MethodTest, ForcedMethodMountsAndCleansUp) {
   fs::remove(o.tmpdir);
 }
 
+// The detached form, by each method: nothing appears anywhere (not even a
+// temporary directory of the legacy methods) until the caller attaches it,
+// and then the tree is the same.
+TEST_P(MethodTest, DetachedMountAppearsOnlyWhereAttached) {
+  const MethodCase mc = GetParam();
+  TreeBuilder t(p("src"));
+  t.file("a", pattern(5000, 1));
+  t.file("b", "inline");
+  t.dir("d");
+  t.stamp_mtimes();
+  mkcomposefs(p("src"), p("img.cfs"), p("objects"));
+  Options o = options({p("objects")});
+  o.erofs_method = mc.erofs;
+  o.overlay_method = mc.overlay;
+  o.source = "composefs:detached-test";
+  int ifd = ::open(p("img.cfs").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(ifd, 0);
+  UniqueFd image(ifd);
+  auto d = mount_image_fd_detached(image.get(), o);
+  if (!d && d.error().code() == Errc::Unsupported) GTEST_SKIP() << d.error().message();
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->info.overlay_method, mc.overlay);
+  EXPECT_EQ(mounts_touching(root_.path()), std::vector<std::string>{});
+  EXPECT_TRUE(fs::is_empty(tmpdir()));
+  EXPECT_EQ(read_file("/proc/self/mountinfo").find("composefs:detached-test"), std::string::npos);
+  int tfd = ::open(mnt().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(tfd, 0);
+  UniqueFd target(tfd);
+  ASSERT_TRUE(attach(d->mnt.get(), target.get(), mnt()));
+  EXPECT_NE(read_file("/proc/self/mountinfo").find("composefs:detached-test"), std::string::npos);
+  CompareOptions co;
+  co.merged_root = mc.overlay == OverlayMethod::LegacyLower;
+  TreeComparer cmp(co);
+  cmp.compare(p("src"), mnt());
+  EXPECT_EQ(cmp.failures(), 0u);
+  { UniqueFd busy = std::move(d->mnt); }  // an open mount fd makes umount2() EBUSY
+  EXPECT_TRUE(unmount(mnt()));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     All, MethodTest,
     ::testing::Values(MethodCase{ErofsMethod::File, OverlayMethod::FdLayers},

@@ -49,7 +49,8 @@ struct Options {
   std::string sysroot = "/sysroot", boot, run_dir, cmdline_file = "/proc/cmdline",
               mountinfo_file = "/proc/self/mountinfo", image;
   std::vector<std::string> kargs;
-  std::string target, esp_size = "512M", disk_size = "4G", sb_key, sb_cert;
+  std::string target, esp_size = "512M", disk_size = "4G", sb_key, sb_cert, sb_enroll,
+                      bootloader = "copy";
   CLI::App *install = nullptr, *to_disk = nullptr, *to_fs = nullptr;
   bool json = false, download_only = false, dry_run = false;
   CLI::App *status = nullptr, *sw = nullptr, *upgrade = nullptr, *rollback = nullptr,
@@ -107,6 +108,12 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
     c->add_option("--karg", o->kargs, "Kernel argument for the entry (repeatable)");
     c->add_option("--secureboot-private-key", o->sb_key, "Sign systemd-boot with this PEM key");
     c->add_option("--secureboot-certificate", o->sb_cert, "The key's PEM certificate");
+    c->add_option("--secureboot-enroll", o->sb_enroll,
+                  "Write loader/keys/NAME/{PK,KEK,db}.auth enrolling the certificate (signed by "
+                  "the key) for systemd-boot's auto-enrolment");
+    c->add_option("--bootloader", o->bootloader,
+                  "How systemd-boot is installed: copy (default) or bootctl")
+        ->check(CLI::IsMember({"copy", "bootctl"}));
   }
   o->to_disk->add_option("--esp-size", o->esp_size, "ESP size for sfdisk (default 512M)");
   o->to_disk->add_option(
@@ -174,6 +181,8 @@ Result<std::string> install_to_disk(Options* o, bool insecure) {
       io.kargs.insert(io.kargs.end(), o->kargs.begin(), o->kargs.end());
       io.sb_key = o->sb_key;
       io.sb_cert = o->sb_cert;
+      io.secureboot_enroll = o->sb_enroll;
+      io.bootloader = o->bootloader;
       auto res = deploy::install_to_filesystem(io);
       if (!res)
         out = tl::unexpected(res.error());
@@ -207,6 +216,8 @@ bool parsed(const Options* o) {
 int run(Options* o, bool insecure) {
   if (o->sb_key.empty() != o->sb_cert.empty())
     return usage_error(kTool, "--secureboot-private-key and --secureboot-certificate go together");
+  if (!o->sb_enroll.empty() && o->sb_key.empty())
+    return usage_error(kTool, "--secureboot-enroll needs --secureboot-private-key");
   if (o->to_fs->parsed()) {
     deploy::InstallOptions io;
     io.source = o->image;
@@ -215,6 +226,8 @@ int run(Options* o, bool insecure) {
     io.kargs = o->kargs;
     io.sb_key = o->sb_key;
     io.sb_cert = o->sb_cert;
+    io.secureboot_enroll = o->sb_enroll;
+    io.bootloader = o->bootloader;
     auto r = deploy::install_to_filesystem(io);
     if (!r) return fail(kTool, r.error());
     print(fmt::format("installed {}\n", r->digest));

@@ -144,9 +144,16 @@ Result<UniqueFd> open_beneath(int dirfd, const std::string& rel, int flags, bool
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   if (!follow_symlinks) how.resolve |= RESOLVE_NO_SYMLINKS;
   const char* path = rel.empty() ? "." : rel.c_str();
-  long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+  // EAGAIN: a ".." was resolved while a rename or mount happened anywhere on
+  // the system; the kernel asks for a retry.  Under constant churn, the
+  // component-by-component walk finishes instead.
+  long fd = -1;
+  for (int tries = 0; tries < 32; tries++) {
+    fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd >= 0 || (errno != EAGAIN && errno != EINTR)) break;
+  }
   if (fd >= 0) return UniqueFd(static_cast<int>(fd));
-  if (errno == ENOSYS) return walk_beneath(dirfd, rel, flags, follow_symlinks);
+  if (errno == ENOSYS || errno == EAGAIN) return walk_beneath(dirfd, rel, flags, follow_symlinks);
   if (errno == EXDEV) return sys_error(EXDEV, fmt::format("'{}' leads outside its directory", rel));
   return sys_error(fmt::format("cannot open '{}'", rel));
 }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -95,7 +96,8 @@ void walk_etc(const oci::Store& store, const Node* n, const std::string& rel, Et
               Status& st) {
   if (!st) return;
   const Node* t = n->target();
-  EtcEntry e{t->mode, t->uid, t->gid, {}};
+  EtcEntry e{t->mode, t->uid, t->gid, {}, {}};
+  for (const auto& x : t->xattrs) e.xattrs[x.key] = x.value;
   if (t->is_reg()) {
     if (t->content) {
       e.data = *t->content;
@@ -164,6 +166,39 @@ std::string sha256_hex(std::string_view data) {
   return to_hex(std::span<const uint8_t>(h, 32));
 }
 
+Result<std::map<std::string, std::string>> read_xattrs(const std::string& p) {
+  std::map<std::string, std::string> out;
+  ssize_t n = ::llistxattr(p.c_str(), nullptr, 0);
+  if (n < 0) {
+    if (errno == ENOTSUP) return out;
+    return sys_error("llistxattr " + p);
+  }
+  std::string names(size_t(n), '\0');
+  n = ::llistxattr(p.c_str(), names.data(), names.size());
+  if (n < 0) return sys_error("llistxattr " + p);
+  names.resize(size_t(n));
+  for (size_t i = 0; i < names.size();) {
+    std::string key = names.c_str() + i;
+    i += key.size() + 1;
+    ssize_t m = ::lgetxattr(p.c_str(), key.c_str(), nullptr, 0);
+    if (m < 0) return sys_error("lgetxattr " + p + " " + key);
+    std::string v(size_t(m), '\0');
+    m = ::lgetxattr(p.c_str(), key.c_str(), v.data(), v.size());
+    if (m < 0) return sys_error("lgetxattr " + p + " " + key);
+    v.resize(size_t(m));
+    out.emplace(std::move(key), std::move(v));
+  }
+  return out;
+}
+
+// After lchown, which drops security.capability.
+Status write_xattrs(const std::string& p, const EtcEntry& e) {
+  for (const auto& [k, v] : e.xattrs)
+    if (::lsetxattr(p.c_str(), k.c_str(), v.data(), v.size(), 0) != 0)
+      return sys_error(fmt::format("lsetxattr {} {}", p, k));
+  return {};
+}
+
 void step(Steps* s, std::string_view what) {
   if (s) s->step(what);
 }
@@ -184,7 +219,8 @@ Result<EtcTree> load_etc_dir(const std::string& dir) {
     std::string p = it->path().string();
     struct stat sb;
     if (::lstat(p.c_str(), &sb) != 0) return sys_error("lstat " + p);
-    EtcEntry e{sb.st_mode, sb.st_uid, sb.st_gid, {}};
+    EtcEntry e{sb.st_mode, sb.st_uid, sb.st_gid, {}, {}};
+    CFS_TRY_ASSIGN(e.xattrs, read_xattrs(p));
     if (S_ISREG(sb.st_mode)) {
       CFS_TRY_ASSIGN(UniqueFd fd, open_at(AT_FDCWD, p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
       CFS_TRY_ASSIGN(e.data, read_fd(fd.get(), kMaxEtcFile));
@@ -204,7 +240,8 @@ Result<EtcTree> load_etc_image(const oci::Store& store, const oci::StoredImage& 
 
 Result<EtcTree> load_image_dir(const oci::Store& store, const oci::StoredImage& img,
                                const std::string& path) {
-  CFS_TRY_ASSIGN(Tree t, oci::image_tree(store, img, false));
+  CFS_TRY_ASSIGN(boot::BootTree bt, boot::oci_boot_tree(store, img));
+  Tree& t = bt.tree;
   EtcTree out;
   Node* etc = t.lookup(path);
   if (!etc || !etc->target()->is_dir()) return out;
@@ -274,6 +311,7 @@ Status write_etc(const EtcTree& t, const std::string& dir) {
     }
     if (::lchown(p.c_str(), e.uid, e.gid) != 0) return sys_error("lchown " + p);
     if (type != S_IFLNK && ::chmod(p.c_str(), e.mode & 07777) != 0) return sys_error("chmod " + p);
+    CFS_TRY(write_xattrs(p, e));
   }
   // Directory modes last: a read-only directory still took its children.
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
@@ -281,6 +319,7 @@ Status write_etc(const EtcTree& t, const std::string& dir) {
       return sys_error("lchown " + it->first);
     if (::chmod(it->first.c_str(), it->second->mode & 07777) != 0)
       return sys_error("chmod " + it->first);
+    CFS_TRY(write_xattrs(it->first, *it->second));
   }
   return fsync_path(dir);
 }
@@ -352,13 +391,18 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
       ne.title = res.digest;
     }
     ne.version = version;
+    // systemd-boot reads only the ESP: bootc puts the kernel directory in
+    // its EFI/Linux there; GRUB's go straight into /boot.
     std::string dir = boot::bls::bootc_kernel_dir(res.digest);
+    if (st.bootloader == "systemd") dir = "EFI/Linux/" + dir;
     ne.linux = "/" + dir + "/vmlinuz";
     ne.initrd = {"/" + dir + "/initrd"};
     boot::SealedDigests sd;
     sd.alg = repo.alg();
+    // Both keys name D, the V1 digest: bootc 1.16.4-1.16.13 read only the
+    // bare composefs= key and look for state/deploy/<that>; V2 there (what
+    // a UKI's ukify line carries) would hide the deployment from them.
     sd.v1.emplace(did.bytes().begin(), did.bytes().end());
-    if (v2) sd.v2.emplace(v2->bytes().begin(), v2->bytes().end());
     sd.insecure = repo.insecure();
     CFS_TRY_ASSIGN(std::string karg, boot::render_sealed_kargs(sd));
     std::string opts = cur && cur->entry.bls.linux
@@ -372,6 +416,7 @@ Result<StageResult> stage(repository::Repository& repo, const Layout& l, const S
     origin.boot_digest = sha256_hex(k + i);
     binary = bootdir + "/" + dir;
     binary_tmp = binary + ".tmp";
+    CFS_TRY(make_dirs(fs::path(binary).parent_path().string()));
     CFS_TRY(remove_all(binary_tmp));
     CFS_TRY(make_dirs(binary_tmp));
     CFS_TRY(write_file_synced(binary_tmp + "/vmlinuz", k));
@@ -532,25 +577,46 @@ Status rollback(const Layout& l, const SystemStatus& st, Steps* steps) {
   for (const auto& d : st.all)
     if (!d.staged) listed.push_back(&d);
   if (listed.size() < 2) return make_error(Errc::NotFound, "no rollback deployment");
+  // bootc swaps the first two entries (os_id "bootc" in both keys).  Any
+  // further ones are re-keyed to sort after them, in the order they had:
+  // left alone, a key such as bootc-arch-1 would sort before bootc-bootc-0.
+  std::swap(listed[0], listed[1]);
   std::string staged = l.staged_entries(), staged_tmp = staged + ".tmp";
   // A staged deployment is dropped, as bootc does.
   CFS_TRY(remove_all(staged));
   ::unlink((l.run() + "/staged-deployment").c_str());
   CFS_TRY(remove_all(staged_tmp));
   CFS_TRY(make_dirs(staged_tmp));
-  std::set<std::string> written;
+  std::set<std::string> written, ours;
+  for (const auto* d : listed) ours.insert(d->entry.file);
   for (size_t i = 0; i < listed.size(); ++i) {
     const Deployment& d = *listed[i];
     boot::bls::Entry e = d.entry.bls;
     std::string name = d.entry.file;
     if (i < 2) {
-      bool primary = i == 1;  // the rollback one becomes first
-      e.sort_key = boot::bls::bootc_sort_key("bootc", primary);
-      name = boot::bls::bootc_entry_filename("bootc", e.version.value_or(d.entry.digest), primary);
+      e.sort_key = boot::bls::bootc_sort_key("bootc", i == 0);
+      name = boot::bls::bootc_entry_filename("bootc", e.version.value_or(d.entry.digest), i == 0);
+    } else {
+      // "bootc-bootc-1" is a prefix of these, so they sort after it; the
+      // fixed width keeps their own order under strcmp.
+      e.sort_key = fmt::format("{}-{:04}", boot::bls::bootc_sort_key("bootc", false), i);
     }
-    if (!written.insert(name).second) name = d.entry.file;
+    if (!written.insert(name).second) {
+      name = d.entry.file;
+      written.insert(name);
+    }
     CFS_TRY(write_entry(staged_tmp, name, e));
   }
+  // Entries of no deployment (another OS, a firmware entry) stay as they are.
+  std::error_code ec;
+  for (const auto& de : fs::directory_iterator(l.entries(), ec)) {
+    std::string n = de.path().filename().string();
+    if (ours.contains(n) || written.contains(n)) continue;
+    CFS_TRY_ASSIGN(UniqueFd fd, open_at(AT_FDCWD, de.path().string(), O_RDONLY | O_CLOEXEC));
+    CFS_TRY_ASSIGN(std::string text, read_fd(fd.get(), size_t{1} << 20));
+    CFS_TRY(write_file_synced(staged_tmp + "/" + n, text));
+  }
+  if (ec) return io(ec, "reading", l.entries());
   CFS_TRY(fsync_path(staged_tmp));
   step(steps, "rollback entries written");
   CFS_TRY(rename_synced(staged_tmp, staged));

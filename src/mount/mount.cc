@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ constexpr size_t kProbeMaxEntries = 4096;
 constexpr int kProbeMaxMissing = 8;
 // Legacy mount(2) option strings must fit in one page with their NUL.
 constexpr size_t kMaxLegacyOptions = 4095;
+constexpr unsigned kOpenTreeClone = 1;  // OPEN_TREE_CLONE
 
 std::string fd_path(int fd) {
   char buf[4096];
@@ -587,7 +589,12 @@ Result<Mounted> mount_image(const std::string& image_path, const std::string& mo
   return mount_image_fd(image.get(), mountpoint, opts);
 }
 
-Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, const Options& opts) {
+namespace {
+
+// Both public forms: attached on `mountpoint`, or (detached != nullptr) left
+// as a detached mount for the caller, `mountpoint` then being unused.
+Result<Mounted> mount_impl(int image_fd, const std::string& mountpoint, const Options& opts,
+                           UniqueFd* detached) {
   if (opts.basedirs.empty())
     return errorf(Errc::InvalidArgument, "no object directory (basedir) given");
   if (opts.upperdir.empty() != opts.workdir.empty())
@@ -615,9 +622,15 @@ Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, cons
     CFS_TRY_ASSIGN(upper, open_dir(opts.upperdir, "upperdir"));
     CFS_TRY_ASSIGN(work, open_dir(opts.workdir, "workdir"));
   }
-  int tfd = ::open(mountpoint.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (tfd < 0) return sys_error(fmt::format("mountpoint '{}'", mountpoint));
-  UniqueFd target(tfd);
+  // mount(2) cannot make a detached mount: the legacy methods mount on a
+  // temporary directory, cloned from there at the end (and detached again).
+  std::unique_ptr<TempMountDir> legacy_dir;
+  UniqueFd target;
+  if (!detached) {
+    int tfd = ::open(mountpoint.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (tfd < 0) return sys_error(fmt::format("mountpoint '{}'", mountpoint));
+    target = UniqueFd(tfd);
+  }
 
   CFS_TRY_ASSIGN(ErofsLayer erofs, mount_erofs(image.get(), name, noacl, opts));
   out.erofs_method = erofs.method;
@@ -668,9 +681,15 @@ Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, cons
     CFS_TRY_ASSIGN(ovl, try_new_api(false));
     if (ovl) out.overlay_method = OverlayMethod::PathLayers;
   }
-  if (ovl) {
+  if (ovl && detached) {
+    *detached = std::move(*ovl);
+  } else if (ovl) {
     CFS_TRY(attach(ovl->get(), target.get(), mountpoint));
   } else {
+    if (detached) {
+      CFS_TRY_ASSIGN(legacy_dir, TempMountDir::create(opts.tmpdir));
+      CFS_TRY_ASSIGN(target, open_at(AT_FDCWD, legacy_dir->path(), O_PATH | O_DIRECTORY));
+    }
     std::vector<bool> forms;
     if (m == OverlayMethod::Auto || m == OverlayMethod::Legacy) forms.push_back(true);
     if (m == OverlayMethod::Auto || m == OverlayMethod::LegacyLower) forms.push_back(false);
@@ -683,9 +702,28 @@ Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, cons
                 .context(fmt::format("the new mount API failed too ({})", first_error->message())));
       return tl::unexpected(std::move(st.error()));
     }
+    if (detached) {
+      legacy_dir->set_mounted();
+      long c = ::syscall(SYS_open_tree, AT_FDCWD, legacy_dir->path().c_str(),
+                         kOpenTreeClone | O_CLOEXEC);
+      if (c < 0) return sys_error(fmt::format("open_tree({})", legacy_dir->path()));
+      *detached = UniqueFd(static_cast<int>(c));
+    }
   }
   out.verity = verity;
   return out;  // the EROFS mount, its directory and loop device go here
+}
+
+}  // namespace
+
+Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, const Options& opts) {
+  return mount_impl(image_fd, mountpoint, opts, nullptr);
+}
+
+Result<DetachedMount> mount_image_fd_detached(int image_fd, const Options& opts) {
+  DetachedMount d;
+  CFS_TRY_ASSIGN(d.info, mount_impl(image_fd, "", opts, &d.mnt));
+  return d;
 }
 
 Status unmount(const std::string& mountpoint, bool lazy) {

@@ -82,8 +82,10 @@ Result<UniqueFd> open_in_root(int rootfd, const std::string& path, uint64_t flag
   size_t skip = path.find_first_not_of('/');
   std::string rel = skip == std::string::npos ? std::string(".") : path.substr(skip);
   long fd;
+  // EAGAIN: ".." met a concurrent rename or mount; the kernel asks for a retry.
+  int tries = 0;
   do fd = ::syscall(SYS_openat2, rootfd, rel.c_str(), &how, sizeof how);
-  while (fd < 0 && errno == EINTR);
+  while (fd < 0 && (errno == EINTR || (errno == EAGAIN && ++tries < 1000)));
   if (fd < 0) return sys_error("cannot open " + path);
   return UniqueFd(static_cast<int>(fd));
 }

@@ -36,7 +36,7 @@ Result<bool> parse_bool(const std::string& name, const std::string& key, const t
 
 // [etc] or [var]: mount wins over transient.
 Status parse_dir_table(const std::string& name, const std::string& table, const toml::table& t,
-                       MountMode& out) {
+                       MountMode& out, bool& explicit_) {
   std::optional<MountMode> mode;
   bool transient = false;
   for (const auto& [k, v] : t) {
@@ -54,6 +54,7 @@ Status parse_dir_table(const std::string& name, const std::string& table, const 
                     table);
     }
   }
+  explicit_ = !t.empty();  // every key is mount or transient by now
   if (mode)
     out = *mode;
   else if (transient)
@@ -86,8 +87,11 @@ Result<Config> parse_config(std::string_view text, const std::string& name) {
         if (!b) return tl::unexpected(b.error());
         c.root_transient = *b;
       }
-    } else if (auto s = parse_dir_table(name, key, *t, key == "etc" ? c.etc : c.var); !s) {
-      return tl::unexpected(s.error());
+    } else {
+      bool etc_explicit = false;
+      auto s = key == "etc" ? parse_dir_table(name, key, *t, c.etc, etc_explicit)
+                            : parse_dir_table(name, key, *t, c.var, c.var_explicit);
+      if (!s) return tl::unexpected(s.error());
     }
   }
   return c;

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Installing to a filesystem as bootc's install does (boot-spec 2.5): a
 // sha512 repository at <root>/composefs (V1 and V2 images, as bootc now
-// creates), the image pulled and deployed (boot entries with bootc's names,
-// state/deploy/<D>), the shared /var populated from the image's /var, and
-// systemd-boot copied to the ESP (signed when a key is given).
+// creates), systemd-boot put on the ESP (copied or by bootctl, signed when
+// a key is given), the image pulled and deployed (boot entries with bootc's
+// names, state/deploy/<D>), the shared /var populated from the image's /var,
+// and Secure Boot enrolment files in loader/keys: the image's
+// usr/lib/bootc/install/secureboot-keys/<dir>/*.auth (as bootc copies them)
+// and, when asked, ones made from the signing certificate.
 #pragma once
 
 #include <string>
@@ -20,8 +23,17 @@ struct InstallOptions {
   std::string esp;     // default <root>/boot (the ESP mounted there)
   bool insecure = false;
   std::vector<std::string> kargs;  // root=..., rw, ... before the composefs karg
+  // How systemd-boot gets to the ESP: "copy" (this file, as
+  // EFI/BOOT/BOOTX64.EFI and EFI/systemd/systemd-bootx64.efi) or "bootctl"
+  // (`bootctl --esp-path=ESP --no-variables install`, the host's files).
+  std::string bootloader = "copy";
   std::string systemd_boot = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+  std::string bootctl = "bootctl";
   std::string sb_key, sb_cert;  // sign systemd-boot with these (PEM)
+  // Non-empty: write loader/keys/<name>/{PK,KEK,db}.auth, each enrolling
+  // sb_cert and signed by sb_key, for systemd-boot's auto-enrolment.
+  std::string secureboot_enroll;
+  int64_t enroll_time = -1;  // their timestamp (Unix seconds); -1: now
   Steps* steps = nullptr;
 };
 struct InstallResult {

@@ -20,17 +20,22 @@
 
 namespace cfs::deploy {
 
-// One /etc entry, compared by type, permissions, owner and data (file
-// content or symlink target).
+// One /etc entry, compared by type, permissions, owner, data (file content
+// or symlink target) and xattrs, as bootc's etc-merge compares them: a
+// relabelled file (security.selinux) or a user.* note is a local change.
 struct EtcEntry {
   uint32_t mode = 0;  // with the type bits
   uint32_t uid = 0, gid = 0;
   std::string data;
+  std::map<std::string, std::string> xattrs;
   friend bool operator==(const EtcEntry&, const EtcEntry&) = default;
 };
 using EtcTree = std::map<std::string, EtcEntry>;  // relative path -> entry
 
 Result<EtcTree> load_etc_dir(const std::string& dir);
+// An image's /etc as its boot image shows it (SELinux labels applied, the
+// xattrs the boot transformation keeps), which is what the booted system's
+// pristine /etc is.
 Result<EtcTree> load_etc_image(const oci::Store& store, const oci::StoredImage& img);
 // Any directory of an image ("/var"), read the same way; empty if absent.
 Result<EtcTree> load_image_dir(const oci::Store& store, const oci::StoredImage& img,

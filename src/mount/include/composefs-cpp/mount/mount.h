@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "composefs-cpp/base/error.h"
+#include "composefs-cpp/base/fd.h"
 #include "composefs-cpp/fsverity/fsverity.h"
 
 namespace cfs::mount {
@@ -126,6 +127,15 @@ struct Mounted {
 Result<Mounted> mount_image(const std::string& image_path, const std::string& mountpoint,
                             const Options& opts);
 Result<Mounted> mount_image_fd(int image_fd, const std::string& mountpoint, const Options& opts);
+
+// The same, but the overlay is left detached (an fsmount() or open_tree()
+// fd, not attached anywhere) for the caller to build a tree on and attach
+// with move_mount(); `info.mountpoint` is empty.  Closing `mnt` unmounts it.
+struct DetachedMount {
+  UniqueFd mnt;
+  Mounted info;
+};
+Result<DetachedMount> mount_image_fd_detached(int image_fd, const Options& opts);
 
 // Unmounts `mountpoint` (not following a symlink there).  lazy: MNT_DETACH,
 // for a mount still in use.  Any loop device goes with the last mount of it.

@@ -23,6 +23,9 @@ struct Config {
   bool root_transient = false;
   MountMode etc = MountMode::Overlay;  // composefs-rs's defaults
   MountMode var = MountMode::Bind;
+  // Whether [var] set mount or transient: without that, bootc leaves /var
+  // to systemd when the command line has systemd.volatile=state|overlay.
+  bool var_explicit = false;
   friend bool operator==(const Config&, const Config&) = default;
 };
 
