@@ -31,17 +31,19 @@ ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd
 sk_key=/usr/share/ovmf/PkKek-1-snakeoil.key
 sk_cert=/usr/share/ovmf/PkKek-1-snakeoil.pem
 for t in qemu-system-x86_64 podman skopeo dracut lsinitrd depmod debootstrap sfdisk mkfs.vfat \
-  mkfs.ext4 losetup; do
+  mkfs.ext4 xz; do
   command -v "$t" >/dev/null || skip "$t is not installed (scripts/install-deps.sh)"
 done
 for f in "$ovmf_code" "$ovmf_vars" "$sk_key" "$sk_cert" /usr/lib/systemd/boot/efi/systemd-bootx64.efi; do
   [[ -r $f ]] || skip "$f missing (ovmf, systemd-boot-efi)"
 done
 [[ -x $cfsctl && -x $build/bin/composefs-setup-root ]] || die "the tools are not built in $build"
-losetup -f >/dev/null 2>&1 || skip "no free loop device"
 kdir=$("$src/scripts/debs.sh" kernel bookworm-backports 2>/dev/null | tail -n1) ||
   skip "no Debian kernel (scripts/debs.sh kernel bookworm-backports failed: no apt mirror?)"
 kver=$(cat "$kdir/kver")
+mdir=$(readlink -f "$kdir/modules")
+# shellcheck source=../vm/lib.sh
+. "$src/tests/vm/lib.sh"
 tree=$("$src/scripts/selinux-rootfs.sh" --systemd) ||
   skip "no Debian tree with systemd (scripts/selinux-rootfs.sh --systemd failed)"
 
@@ -53,10 +55,10 @@ cleanup() {
   rm -rf -- "$work"
 }
 trap cleanup EXIT
-# The OCI layout's path is the same on the host and in the guest (it is
-# mounted there from the second disk), so the image install records is the
-# one `cfsctl upgrade` pulls again in the guest.
-images=$work/images
+# The installer VM and the guest both mount the second disk at /img, so the
+# image install records (oci:/img/oci:latest) is the one `cfsctl upgrade`
+# pulls again in the guest, where the second disk then holds version 2.
+images=/img
 declare -A t_stage=()
 stage() { t_stage[$1]=$(($(date +%s) - $2)); }
 
@@ -163,16 +165,19 @@ for v in v1 v2; do
 done
 stage "podman builds" "$t0"
 
-# ---- install version 1 to a disk image.
+# ---- install version 1 to a disk image, in a VM (fs-verity).
 t0=$(date +%s)
 openssl pkey -in "$sk_key" -passin pass:snakeoil -out "$work/db.key" 2>/dev/null
-mkdir -p "$images"
-cp -a "$work/out-v1/oci" "$images/oci"
-"$cfsctl" install to-disk "oci:$images/oci:latest" "$work/disk.img" --disk-size 6G \
-  --secureboot-private-key "$work/db.key" --secureboot-certificate "$sk_cert" \
-  >"$work/install.log" 2>&1 || { cat "$work/install.log"; die "install to-disk failed"; }
-digest_v1=$(awk '/^installed /{print $2}' "$work/install.log")
-[[ $digest_v1 =~ ^[0-9a-f]{128}$ ]] || die "install printed no digest: $(cat "$work/install.log")"
+mkdir -p "$work/payload"
+cp -a "$work/out-v1/oci" "$work/payload/oci"
+cp "$work/db.key" "$work/payload/db.key"
+cp "$sk_cert" "$work/payload/db.pem"
+echo latest >"$work/payload/tag"
+truncate -s 6G "$work/disk.img"
+install_in_vm "$work" "$kdir/vmlinuz" "$cfsctl" "$work/payload" "$work/disk.img" 2048
+rm -rf "$work/payload"
+digest_v1=$(sed -n 's/^installed \([0-9a-f]*\).*/\1/p' "$work/install.txt" | tail -n1)
+[[ $digest_v1 =~ ^[0-9a-f]{128}$ ]] || die "install printed no digest: $(tail -n 20 "$work/install.txt")"
 stage install "$t0"
 # The digest each UKI seals, read back from the UKI inside each image.
 sealed() {  # V: the composefs= digest of the UKI in that image's /boot
