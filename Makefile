@@ -3,7 +3,8 @@
 #   make test   install missing packages, build, run every test (also under ASan/UBSan)
 #   make build  install missing packages (or say which), build (Release); the
 #               tools land in build/bin/
-#   make e2e    the whole VM kernel matrix (6.1, 6.12, 7.x; tests/vm), after make test
+#   make e2e    the long VM suites (label e2e: the 6.1 row of the kernel matrix,
+#               the UKI smoke boot), after make test, which ran the 6.12 and 7.x rows
 #   make lint   clang-format and clang-tidy (.clang-tidy) over the sources
 #   make install [PREFIX=/usr/local] [DESTDIR=]  tools, headers, libraries,
 #               CMake package and pkg-config file (mount.composefs in /sbin)
@@ -69,9 +70,10 @@ test: deps
 	$(MAKE) test-release
 	$(MAKE) test-asan
 
-# Every row of the VM kernel matrix (tests/vm/vm_test.sh), one after another.
+# The long VM suites, one after another: what `make test` leaves out
+# (label e2e).  `ctest -L vm-matrix` runs every row of the kernel matrix.
 e2e: deps build
-	cd $(BUILD) && ctest --output-on-failure -L vm-matrix
+	cd $(BUILD) && ctest --output-on-failure -L e2e
 
 demo: deps build
 	@scripts/demo.sh $(BUILD)
