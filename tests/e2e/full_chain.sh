@@ -14,6 +14,8 @@
 # table of boot times, image sizes and digests is printed at the end.
 # Usage: full_chain.sh BUILD_DIR.  Exit 0 passed, 1 failed, 77 skipped.
 # CFS_E2E_BOOT_TIMEOUT: seconds one boot may take (default 900).
+# CFS_E2E_WORK=DIR: work there and keep it; a second run reuses the built
+# images and the installed disk found there (for working on the boots).
 set -euo pipefail
 build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,12 +49,17 @@ mdir=$(readlink -f "$kdir/modules")
 tree=$("$src/scripts/selinux-rootfs.sh" --systemd) ||
   skip "no Debian tree with systemd (scripts/selinux-rootfs.sh --systemd failed)"
 
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/cfs-e2e.XXXXXX")
+if [[ -n ${CFS_E2E_WORK:-} ]]; then
+  work=$CFS_E2E_WORK
+  mkdir -p "$work"
+else
+  work=$(mktemp -d "${TMPDIR:-/var/tmp}/cfs-e2e.XXXXXX")
+fi
 tag=localhost/composefs-cpp-e2e/os-$$
 cleanup() {
   podman rmi -f "$tag-v1:latest" "$tag-v1-base:latest" "$tag-v2:latest" "$tag-v2-base:latest" \
     >/dev/null 2>&1 || true
-  rm -rf -- "$work"
+  [[ -n ${CFS_E2E_WORK:-} ]] || rm -rf -- "$work"
 }
 trap cleanup EXIT
 # The installer VM and the guest both mount the second disk at /img, so the
@@ -135,6 +142,10 @@ STEP
 # ---- the dracut initramfs (host dracut: Debian 12's, like the guest's
 # systemd) with our module, from the guest's kernel modules.
 t0=$(date +%s)
+if [[ -d $work/out-v2/oci ]]; then
+  echo "reusing the images built in $work"
+else
+rm -rf "$work/v1" "$work/v2"
 mkdir -p "$work/v1" "$work/v2"
 make_tree v1 "$work/v1"
 mkdir -p "$work/dracut"
@@ -163,11 +174,17 @@ for v in v1 v2; do
     "$work/out-$v" >"$work/build-$v.log" 2>&1 || { tail -n 30 "$work/build-$v.log"; die "build.sh $v failed"; }
   rm -rf "$work/$v"
 done
+fi
 stage "podman builds" "$t0"
 
 # ---- install version 1 to a disk image, in a VM (fs-verity).
 t0=$(date +%s)
 openssl pkey -in "$sk_key" -passin pass:snakeoil -out "$work/db.key" 2>/dev/null
+if [[ -r $work/disk.installed.img ]] && grep -q CFS-INSTALL-OK "$work/install.txt" 2>/dev/null; then
+  echo "reusing the disk installed in $work"
+  cp --sparse=always "$work/disk.installed.img" "$work/disk.img"
+else
+rm -rf "$work/payload"
 mkdir -p "$work/payload"
 cp -a "$work/out-v1/oci" "$work/payload/oci"
 cp "$work/db.key" "$work/payload/db.key"
@@ -176,6 +193,8 @@ echo latest >"$work/payload/tag"
 truncate -s 6G "$work/disk.img"
 install_in_vm "$work" "$kdir/vmlinuz" "$cfsctl" "$work/payload" "$work/disk.img" 2048
 rm -rf "$work/payload"
+[[ -z ${CFS_E2E_WORK:-} ]] || cp --sparse=always "$work/disk.img" "$work/disk.installed.img"
+fi
 digest_v1=$(sed -n 's/^installed \([0-9a-f]*\).*/\1/p' "$work/install.txt" | tail -n1)
 [[ $digest_v1 =~ ^[0-9a-f]{128}$ ]] || die "install printed no digest: $(tail -n 20 "$work/install.txt")"
 stage install "$t0"
@@ -188,7 +207,7 @@ sealed() {  # V: the composefs= digest of the UKI in that image's /boot
   local uki
   uki=$(ls "$d/root/boot/EFI/Linux/"*.efi | head -n1)
   "$cfsctl" uki inspect --json "$uki" | python3 -c \
-    'import json,re,sys; c=json.load(sys.stdin)["cmdline"]; print(re.search(r"(?:^| )composefs=\??([0-9a-f]+)", c).group(1))'
+    'import json,re,sys; c=json.load(sys.stdin)["cmdline"]; print(re.search(r"(?:^| )composefs(?:\.digest=v1-sha512-12:|=\??)([0-9a-f]{128})", c).group(1))'
 }
 sealed_v1=$(sealed v1)
 sealed_v2=$(sealed v2)
@@ -237,7 +256,8 @@ check_boot() {  # NAME VERSION DIGEST
   check "$n: the kernel reports Secure Boot on (UEFI variable SecureBoot=1)" "[[ \$(field $n SECUREBOOT) == 1 ]]"
   check "$n: / is the overlay of composefs image $3 with verity=require" \
     "field $n ROOT | grep -q ' / / .* - overlay composefs:$3 .*verity=require'"
-  check "$n: the kernel command line seals composefs=$3" "field $n CMDLINE | grep -Eq '(^| )composefs=$3( |\$)'"
+  check "$n: the kernel command line seals $3" \
+    "field $n CMDLINE | grep -Eq '(^| )composefs(=|\.digest=v1-sha512-12:)$3( |\$)'"
   check "$n: systemctl is-system-running says running" "[[ \$(field $n RUNNING) == running ]]"
   check "$n: cfsctl status names $3 as booted" "booted_is $n $3"
   grep -E '^CFS-E2E-' "$log" | cut -c1-200 | sed 's/^/  console: /' || true

@@ -108,7 +108,7 @@ INIT
     printf 'if %q install to-disk "oci:/img/oci:$(cat /img/tag)" /dev/vda' "$tool"
     printf ' %q' "$@" --secureboot-private-key /img/db.key --secureboot-certificate /img/db.pem
     cat <<'INIT'
- then
+; then
   echo CFS-INSTALL-OK
 else
   echo CFS-INSTALL-FAILED
