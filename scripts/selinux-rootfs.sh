@@ -6,13 +6,24 @@
 # never in the repository; the mirror is the one this machine's apt uses
 # (scripts/debs.sh mirror).  Needs root and debootstrap; about 2 minutes once.
 #
-#   scripts/selinux-rootfs.sh          build if missing, print the tree's path
-#   scripts/selinux-rootfs.sh --check  print the path if it is built, else fail
+#   scripts/selinux-rootfs.sh [--systemd]          build if missing, print the tree's path
+#   scripts/selinux-rootfs.sh [--systemd] --check  print the path if it is built, else fail
+#
+# --systemd: a second tree that boots: the same plus systemd as init, udev
+# and kmod (the full chain of tests/chain boots it to multi-user.target).
+# About 3 minutes once.
 set -euo pipefail
 
 cache=${CFS_CACHE:-/var/cache/composefs-cpp}
 suite=bookworm
-dir="$cache/selinux/$suite-minbase-selinux-policy-default"
+packages=selinux-policy-default,selinux-utils
+name=$suite-minbase-selinux-policy-default
+if [[ ${1:-} == --systemd ]]; then
+  packages+=,systemd-sysv,udev,kmod
+  name=$suite-minbase-systemd-selinux-policy-default
+  shift
+fi
+dir="$cache/selinux/$name"
 here=$(cd "$(dirname "$0")" && pwd)
 
 die() { echo "selinux-rootfs.sh: $*" >&2; exit 1; }
@@ -33,8 +44,8 @@ flock 9
 if [[ ! -f $dir/.complete ]]; then
   rm -rf "$dir" "$dir.tmp"
   mkdir -p "$dir.tmp"
-  echo "selinux-rootfs.sh: debootstrap $suite with selinux-policy-default from $mirror" >&2
-  debootstrap --variant=minbase --include=selinux-policy-default,selinux-utils \
+  echo "selinux-rootfs.sh: debootstrap $suite with $packages from $mirror" >&2
+  debootstrap --variant=minbase --include="$packages" \
     "$suite" "$dir.tmp/root" "$mirror" >"$dir.tmp/debootstrap.log" 2>&1 ||
     die "debootstrap failed (log: $dir.tmp/debootstrap.log)"
   [[ -f $dir.tmp/root/etc/selinux/default/contexts/files/file_contexts ]] ||

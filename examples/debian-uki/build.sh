@@ -16,7 +16,10 @@
 #     --key KEY --cert CERT   the Secure Boot signing key (unencrypted PEM) and
 #                     certificate (default: the snakeoil pair Debian's OVMF enrols,
 #                     its key decrypted with its published passphrase "snakeoil")
-#     --tag NAME      the podman tag (default localhost/composefs-cpp-example/os:latest)
+#     --tag NAME      the podman tag (default localhost/composefs-cpp-example/os:latest);
+#                     the base image is tagged NAME-base
+#     --cmdline ARGS  kernel arguments sealed after the composefs karg
+#                     (default "rw console=ttyS0")
 #
 # OUT_DIR/oci is the OCI layout (tag "latest"); OUT_DIR/kver the kernel release.
 # Needs root, podman, skopeo, busybox and systemd-boot-efi.
@@ -24,6 +27,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$root/build rootfs= kernel= initrd= tag=localhost/composefs-cpp-example/os:latest
+cmdline="rw console=ttyS0"
 key= cert=/usr/share/ovmf/PkKek-1-snakeoil.pem
 snakeoil_key=/usr/share/ovmf/PkKek-1-snakeoil.key
 stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
@@ -38,7 +42,8 @@ while (($#)); do
     --key) key=$2; shift 2 ;;
     --cert) cert=$2; shift 2 ;;
     --tag) tag=$2; shift 2 ;;
-    -h | --help) sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cmdline) cmdline=$2; shift 2 ;;
+    -h | --help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) break ;;
   esac
@@ -123,13 +128,14 @@ for d, dirs, files in os.walk(sys.argv[1], topdown=False):
         s = st.st_mtime_ns // 10**9 * 10**9
         os.utime(p, ns=(s, s), follow_symlinks=False)
 PY
-base=localhost/composefs-cpp-example/debian-base:latest
+base=${tag%:*}-base:latest
 echo "build.sh: importing the base tree as $base" >&2
 tar -C "$base_tree" --numeric-owner --xattrs --xattrs-include='*' -cf - . |
   podman import - "$base" >/dev/null
 
 echo "build.sh: podman build (kernel $kver)" >&2
 podman build --isolation chroot --build-arg "BASE_IMAGE=$base" --build-arg "KVER=$kver" \
+  --build-arg "CMDLINE=$cmdline" \
   --secret "id=key,src=$key" --secret "id=cert,src=$cert" -t "$tag" "$ctx" >&2
 
 rm -rf "$out/oci"

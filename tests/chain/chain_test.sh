@@ -68,69 +68,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ---- helpers shared by the images ----------------------------------------
-
-# elf DEST FILE...: each FILE at its own path under DEST, with its libraries.
-elf() {
-  local dest=$1 e lib
-  shift
-  for e in "$@"; do
-    mkdir -p "$dest$(dirname "$e")"
-    cp -L "$e" "$dest$e"
-    ldd "$e" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | while read -r lib; do
-      [[ -e $dest$lib ]] && continue
-      mkdir -p "$dest$(dirname "$lib")"
-      cp -L "$lib" "$dest$lib"
-    done
-  done
-}
-
-# busybox DEST: /bin/busybox and a link per applet in /bin.
-busybox_in() {
-  mkdir -p "$1/bin"
-  cp /bin/busybox "$1/bin/busybox"
-  local a
-  for a in $(/bin/busybox --list); do [[ -e $1/bin/$a ]] || ln -s busybox "$1/bin/$a"; done
-}
-
-# mods DEST NAME...: the modules (dependencies first, from each module's
-# "depends=") decompressed into DEST/lib/modules/KVER with a modules.dep for
-# busybox modprobe, and their load order in DEST/etc/modules.  A name
-# without a file is built in.
-mods() {
-  local dest=$1 m
-  shift
-  local -A seen=()
-  local order=() dep=()
-  local md=$dest/lib/modules/$kver
-  mkdir -p "$md/kernel" "$dest/etc"
-  add() {
-    local n=${1//-/_} f deps d alt=${1//_/-} line
-    [[ -n ${seen[$n]:-} ]] && return 0
-    seen[$n]=1
-    f=$(find "$mdir/kernel" \( -name "$n.ko" -o -name "$n.ko.*" -o -name "$alt.ko" -o -name "$alt.ko.*" \) \
-      -print -quit)
-    [[ -n $f ]] || return 0
-    case $f in *.xz) xz -dc "$f" ;; *.zst) zstd -qdc "$f" ;; *) cat "$f" ;; esac >"$md/kernel/$n.ko"
-    deps=$(tr '\0' '\n' <"$md/kernel/$n.ko" | sed -n 's/^depends=//p' | head -n1)
-    line="kernel/$n.ko:"
-    for d in ${deps//,/ }; do
-      add "$d"
-      [[ -e $md/kernel/${d//-/_}.ko ]] && line+=" kernel/${d//-/_}.ko"
-    done
-    order+=("$n")
-    dep+=("$line")
-  }
-  for m in "$@"; do add "$m"; done
-  printf '%s\n' "${dep[@]}" >"$md/modules.dep"
-  printf '%s\n' "${order[@]}" >"$dest/etc/modules"
-}
-# What the guests need: virtio disks, ext4 with its checksums, fs-verity's
-# hashes, EROFS, overlay, loop, the ESP (vfat) and EFI variables.
-guest_mods=(crc32c_generic libcrc32c crc16 sha256_generic sha512_generic virtio_pci
-  virtio_blk ext4 erofs overlay loop vfat nls_cp437 nls_iso8859_1 nls_ascii efivarfs)
-
-cpio_of() { (cd "$1" && find . | busybox cpio -o -H newc 2>/dev/null) >"$2"; }
+# elf, busybox_in, mods, guest_mods, cpio_of, datadisk, install_in_vm.
+# shellcheck source=../vm/lib.sh
+. "$src/tests/vm/lib.sh"
 
 # ---- the OS image (umoci), one version at a time --------------------------
 
@@ -269,59 +209,15 @@ echo "sealed v1 ${d1[v1]:0:16}... (V2 ${d2[v1]:0:16}...), v2 ${d1[v2]:0:16}..."
 
 # ---- install: `cfsctl install to-disk` in a VM (fs-verity) ---------------
 
-# A small ext4 disk for the guests' second drive: DIR's contents.
-datadisk() { # IMG DIR
-  truncate -s 256M "$1"
-  mkfs.ext4 -q -F -b 4096 -d "$2" "$1"
-}
-inst=$work/installer
-busybox_in "$inst"
-mods "$inst" "${guest_mods[@]}"
-elf "$inst" "$cfsctl" "$(command -v sfdisk)" "$(command -v mkfs.vfat)" "$(command -v mke2fs)" \
-  "$(command -v blkid)" "$(command -v partx)"
-ln -sf mke2fs "$inst$(dirname "$(command -v mke2fs)")/mkfs.ext4"
-[[ -r /etc/mke2fs.conf ]] && cp /etc/mke2fs.conf "$inst/etc/"
-mkdir -p "$inst$(dirname "$sdboot")"
-cp "$sdboot" "$inst$sdboot"
-mkdir -p "$inst/proc" "$inst/sys" "$inst/dev" "$inst/tmp" "$inst/img"
-cat >"$inst/init" <<INIT
-#!/bin/sh
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-for m in \$(cat /etc/modules); do modprobe -q \$m || echo "cannot load \$m"; done
-mount -t ext4 -o ro /dev/vdb /img
-if $cfsctl install to-disk oci:/img/oci:v1 /dev/vda --esp-size 64M \
-  --secureboot-private-key /img/db.key --secureboot-certificate /img/db.pem; then
-  echo CFS-INSTALL-OK
-else
-  echo CFS-INSTALL-FAILED
-fi
-umount /img
-sync
-poweroff -f
-INIT
-chmod 755 "$inst/init"
-cpio_of "$inst" "$work/installer.cpio"
 mkdir -p "$work/payload"
 cp -a "$oci" "$work/payload/oci"
 cp "$work/db.key" "$work/payload/db.key"
 cp "$sk_cert" "$work/payload/db.pem"
-datadisk "$work/payload.img" "$work/payload"
+echo v1 >"$work/payload/tag"
 truncate -s 1G "$work/disk.img"
 echo "prepared in $(($(date +%s) - t0))s"
 t1=$(date +%s)
-timeout 300 qemu-system-x86_64 -accel tcg -m 1024 -smp 1 \
-  -kernel "$kdir/vmlinuz" -initrd "$work/installer.cpio" \
-  -append "console=ttyS0 panic=-1 quiet rdinit=/init" \
-  -drive file="$work/disk.img",if=virtio,format=raw,cache=unsafe \
-  -drive file="$work/payload.img",if=virtio,format=raw,cache=unsafe \
-  -nographic -serial file:"$work/install.log" -monitor none -nodefaults -no-reboot \
-  </dev/null >/dev/null 2>&1 || true
-tr -d '\r' <"$work/install.log" >"$work/install.txt"
-grep -q CFS-INSTALL-OK "$work/install.txt" ||
-  { tail -n 40 "$work/install.txt"; die "cfsctl install to-disk failed in the VM"; }
+install_in_vm "$work" "$kdir/vmlinuz" "$cfsctl" "$work/payload" "$work/disk.img" 1024 --esp-size 64M
 echo "installed in $(($(date +%s) - t1))s: $(grep -a '^installed' "$work/install.txt" || true)"
 [[ ${CFS_CHAIN_STOP:-} == install ]] && exit 0
 

@@ -33,7 +33,7 @@ work=$(mktemp -d)
 tag=localhost/composefs-cpp-test/debian-uki-$$:latest
 derived=localhost/composefs-cpp-test/debian-uki-derived-$$:latest
 cleanup() {
-  podman rmi -f "$tag" "$derived" >/dev/null 2>&1 || true
+  podman rmi -f "$tag" "${tag%:*}-base:latest" "$derived" >/dev/null 2>&1 || true
   rm -rf -- "$work"
 }
 trap cleanup EXIT
