@@ -270,6 +270,26 @@ TEST(EtcMerge, ThreeWays) {
   EXPECT_EQ(m.result.at("chmod"), file("1", 0600));
 }
 
+// Found by the full chain (tests/e2e): /etc/alternatives/awk -> /usr/bin/mawk
+// was keyed "../usr/bin/mawk" (fs::relative follows links), so every link
+// to an existing file was a change and a conflict.
+TEST(EtcMerge, SymlinksAreKeyedByTheirOwnName) {
+  TempDir t;
+  std::string etc = t.path() + "/etc";
+  fs::create_directories(etc + "/alternatives");
+  fs::create_symlink("/usr/bin/env", etc + "/alternatives/env");
+  fs::create_symlink("/dev/null", etc + "/masked.service");
+  fs::create_symlink("../alternatives", etc + "/alternatives/up");
+  auto tree = deploy::load_etc_dir(etc);
+  ASSERT_TRUE(tree) << tree.error().message();
+  std::vector<std::string> keys;
+  for (const auto& [k, e] : *tree) keys.push_back(k);
+  EXPECT_EQ(keys, (std::vector<std::string>{"alternatives", "alternatives/env", "alternatives/up",
+                                            "masked.service"}));
+  EXPECT_EQ(tree->at("alternatives/env").data, "/usr/bin/env");
+  EXPECT_EQ(tree->at("masked.service").data, "/dev/null");
+}
+
 TEST(EtcMerge, BothChangedIsAConflict) {
   deploy::EtcTree pristine{{"f", file("1")}, {"g", file("1")}};
   deploy::EtcTree current = pristine, next = pristine;

@@ -228,7 +228,9 @@ Result<EtcTree> load_etc_dir(const std::string& dir) {
       e.data = fs::read_symlink(it->path(), ec).string();
       if (ec) return io(ec, "reading", p);
     }
-    out.emplace(fs::relative(it->path(), dir).string(), std::move(e));
+    // Lexically: fs::relative() resolves symlinks, and /etc/alternatives/awk
+    // would be keyed by where it points.
+    out.emplace(it->path().lexically_relative(dir).string(), std::move(e));
   }
   if (ec) return io(ec, "reading", dir);
   return out;

@@ -95,7 +95,9 @@ make_tree() {  # V DIR
   cp -a "$kdir/modules/." "$r/usr/lib/modules/$kver/"
   depmod -b "$r" "$kver"
   guest_cfsctl "$r"
-  mkdir -p "$r/usr/lib/cfs-e2e" "$r/etc/systemd/system/multi-user.target.wants" "$r/sysroot"
+  # /img: where the second disk is mounted (the root is read-only).
+  mkdir -p "$r/usr/lib/cfs-e2e" "$r/etc/systemd/system/multi-user.target.wants" "$r/sysroot" \
+    "$r/img"
   echo "$v" >"$r/usr/lib/cfs-e2e/version"
   cp "$src/contrib/systemd/composefs-finalize-staged.service" "$r/etc/systemd/system/"
   ln -sf ../composefs-finalize-staged.service \
@@ -131,7 +133,6 @@ say FAILED "\$(systemctl --failed --plain --no-legend | tr '\n' ' ')"
 say STATUS "\$(cfsctl status --json 2>&1 | tr -d '\n')"
 say ETC "\$(cat /etc/cfs-e2e-local 2>&1)"
 say VAR "\$(cat /var/lib/cfs-e2e-var 2>&1)"
-mkdir -p $images
 mount -o ro /dev/vdb $images && . $images/step.sh
 say DONE "\$(cat /usr/lib/cfs-e2e/version)"
 systemctl poweroff
