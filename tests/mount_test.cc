@@ -494,7 +494,10 @@ TEST_P(MethodTest, DetachedMountAppearsOnlyWhereAttached) {
   Options o = options({p("objects")});
   o.erofs_method = mc.erofs;
   o.overlay_method = mc.overlay;
-  o.source = "composefs:detached-test";
+  // Unique per process: ctest runs the other cases beside this one in the
+  // same mount namespace, and their attached mounts show in our mountinfo.
+  const std::string source = "composefs:detached-test-" + std::to_string(::getpid());
+  o.source = source;
   int ifd = ::open(p("img.cfs").c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(ifd, 0);
   UniqueFd image(ifd);
@@ -504,12 +507,12 @@ TEST_P(MethodTest, DetachedMountAppearsOnlyWhereAttached) {
   EXPECT_EQ(d->info.overlay_method, mc.overlay);
   EXPECT_EQ(mounts_touching(root_.path()), std::vector<std::string>{});
   EXPECT_TRUE(fs::is_empty(tmpdir()));
-  EXPECT_EQ(read_file("/proc/self/mountinfo").find("composefs:detached-test"), std::string::npos);
+  EXPECT_EQ(read_file("/proc/self/mountinfo").find(source + " "), std::string::npos);
   int tfd = ::open(mnt().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   ASSERT_GE(tfd, 0);
   UniqueFd target(tfd);
   ASSERT_TRUE(attach(d->mnt.get(), target.get(), mnt()));
-  EXPECT_NE(read_file("/proc/self/mountinfo").find("composefs:detached-test"), std::string::npos);
+  EXPECT_NE(read_file("/proc/self/mountinfo").find(source + " "), std::string::npos);
   CompareOptions co;
   co.merged_root = mc.overlay == OverlayMethod::LegacyLower;
   TreeComparer cmp(co);
