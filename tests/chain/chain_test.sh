@@ -31,31 +31,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 t0=$(date +%s)
 
-skip() { echo "SKIP: $*"; exit 77; }
-die() { echo "FAIL: $*"; exit 1; }
+# skip, die, the need_* checks, debian_kernel, elf, busybox_in, mods,
+# guest_mods, cpio_of, datadisk, install_in_vm.
+# shellcheck source=../vm/lib.sh
+. "$src/tests/vm/lib.sh"
 
-ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd
-ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd
-sk_key=/usr/share/ovmf/PkKek-1-snakeoil.key
-sk_cert=/usr/share/ovmf/PkKek-1-snakeoil.pem
-sdboot=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
 [[ $(id -u) == 0 ]] || skip "needs root (losetup, debugfs on the disk image)"
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (qemu-system-x86)"
-for f in "$ovmf_code" "$ovmf_vars" "$sk_key" "$sk_cert"; do [[ -r $f ]] || skip "$f missing (ovmf)"; done
-[[ -r $sdboot && -r /usr/lib/systemd/boot/efi/linuxx64.efi.stub ]] ||
-  skip "systemd-boot-efi missing"
-[[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 ||
-  skip "/bin/busybox missing or not static (busybox-static)"
-for t in umoci mkfs.ext4 debugfs mkfs.vfat mcopy sfdisk blkid fsverity losetup; do
-  command -v "$t" >/dev/null || skip "$t missing"
-done
+need_secure_boot
+need_busybox
+need_tools umoci mkfs.ext4 debugfs mkfs.vfat mcopy sfdisk blkid fsverity losetup
 for t in cfsctl composefs-setup-root; do [[ -x $build/bin/$t ]] || die "$build/bin/$t not built"; done
 cfsctl=$build/bin/cfsctl
-kdir=$("$src/scripts/debs.sh" kernel bookworm-backports 2>/dev/null | tail -n1) ||
-  skip "no Debian kernel (scripts/debs.sh kernel bookworm-backports failed: no apt mirror?)"
-[[ -r $kdir/vmlinuz ]] || skip "no vmlinuz in $kdir"
-kver=$(cat "$kdir/kver")
-mdir=$(readlink -f "$kdir/modules")
+debian_kernel bookworm-backports
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/cfs-chain.XXXXXX")
 loops=()
@@ -67,10 +54,6 @@ cleanup() {
   rm -rf -- "$work"
 }
 trap cleanup EXIT
-
-# elf, busybox_in, mods, guest_mods, cpio_of, datadisk, install_in_vm.
-# shellcheck source=../vm/lib.sh
-. "$src/tests/vm/lib.sh"
 
 # ---- the OS image (umoci), one version at a time --------------------------
 
@@ -263,6 +246,11 @@ fails=0
 check() { if eval "$2"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
 show() { grep -aE "${2:-CFS-}" "$work/$1.txt" | head -n "${3:-20}" | sed 's/^/  console: /' || true; }
 dump() { [[ $fails == "$1" ]] || { echo "--- serial console ($2):"; tail -n 30 "$work/$2.txt"; }; }
+# scenario NAME DISK TIMEOUT STOP [DATADISK]: one case's boot; its checks
+# follow (reading $log), then end_scenario NAME [PATTERN [LINES]] shows the
+# console's matching lines, and its tail when one of the case's checks failed.
+scenario() { case_fails=$fails; boot "$@"; log=$work/$1.txt; }
+end_scenario() { show "$1" "${2:-CFS-}" "${3:-20}"; dump "$case_fails" "$1"; }
 copy() { cp --sparse=always "$work/disk.img" "$work/$1.img"; }
 
 # Partition offsets of DISK (bytes): ESP and root.
@@ -298,11 +286,10 @@ mkdir -p "$work/data-upgrade"
 cp -a "$oci" "$work/data-upgrade/oci"
 echo upgrade >"$work/data-upgrade/action"
 datadisk "$work/data-upgrade.img" "$work/data-upgrade"
-boot ok "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: " "$work/data-upgrade.img"
+scenario ok "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: " "$work/data-upgrade.img"
 tpm_was=("${tpm[@]}")
 tpm=()
 [[ -n ${swtpm_pid:-} ]] && { kill "$swtpm_pid" 2>/dev/null || true; swtpm_pid=""; }
-log=$work/ok.txt
 sealed=$("$cfsctl" uki inspect --json "$work/uki-v1.efi" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["cmdline"])')
 check "boots to the image's /sbin/init: marker v1" "grep -aq '^CFS-CHAIN-MARKER v1' '$log'"
@@ -337,8 +324,7 @@ PY
   check "... and systemd-measure's" "[[ '$sdm' == '$want' ]]"
   echo "  PCR 11: guest $got, cfsctl $want, systemd-measure ${sdm:-none}"
 fi
-show ok
-dump 0 ok
+end_scenario ok
 
 
 # ---- 2. what must not boot, each on its own copy -------------------------
@@ -381,73 +367,53 @@ uki uki-none "$nodigest" "$(printf '%0128x' 48880)"
 copy nodigest && put_uki "$work/nodigest.img" "$work/uki-none-db.efi"
 
 for name in other unsigned; do
-  boot "$name" "$work/$name.img" 90 "access denied|security violation|CFS-CHAIN-END"
-  log=$work/$name.txt
+  scenario "$name" "$work/$name.img" 90 "access denied|security violation|CFS-CHAIN-END"
   check "$name: the firmware refuses the UKI (Access Denied / Security Violation)" \
     "grep -aqiE 'access denied|security violation' '$log'"
   check "$name: nothing of the image ran" "! grep -aq CFS-CHAIN-MARKER '$log'"
-  show "$name" 'access denied|security violation' 2
-  dump "$fails" "$name"
+  end_scenario "$name" 'access denied|security violation' 2
 done
-f=$fails
-boot image "$work/image.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
-log=$work/image.txt
+scenario image "$work/image.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
 check "image: composefs-setup-root refuses the swapped image" \
   "grep -aq 'init: composefs-setup-root failed' '$log'"
 check "image: ... naming the sealed digest and the mismatch" \
   "grep -a 'composefs-setup-root' '$log' | grep -a '${d1[v1]:0:32}' | grep -aqiE 'mismatch|does not match|expected'"
 check "image: nothing of the image ran" "! grep -aq CFS-CHAIN-MARKER '$log'"
-show image 'composefs-setup-root' 4
-dump "$f" image
-f=$fails
-boot object "$work/object.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
-log=$work/object.txt
+end_scenario image 'composefs-setup-root' 4
+scenario object "$work/object.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
 check "object: the image boots (its metadata is intact)" "grep -aq '^CFS-CHAIN-MARKER v1' '$log'"
 check "object: reading the changed file fails with EIO" \
   "grep -aqE '^CFS-DATA: error .*(I/O error|Input/output error)' '$log'"
-show object CFS-DATA 2
-dump "$f" object
-f=$fails
-boot init "$work/init.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic|can't execute"
-log=$work/init.txt
+end_scenario object CFS-DATA 2
+scenario init "$work/init.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic|can't execute"
 check "init: a changed /sbin/init does not run" "! grep -aq CFS-CHAIN-MARKER '$log'"
 check "init: ... refused with EIO" "grep -aqiE 'input/output error|I/O error' '$log'"
-show init 'error|panic' 3
-dump "$f" init
-f=$fails
-boot nodigest "$work/nodigest.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
-log=$work/nodigest.txt
+end_scenario init 'error|panic' 3
+scenario nodigest "$work/nodigest.img" 150 "setup-root failed|CFS-CHAIN-END|kernel panic"
 check "nodigest: composefs-setup-root refuses, naming the digest" \
   "grep -a 'composefs-setup-root' '$log' | grep -aq '${nodigest:0:32}'"
 check "nodigest: the initramfs gives up (emergency shell)" \
   "grep -aq 'init: composefs-setup-root failed' '$log'"
 check "nodigest: nothing of an image ran" "! grep -aq CFS-CHAIN-MARKER '$log'"
-show nodigest 'composefs-setup-root' 3
-dump "$f" nodigest
+end_scenario nodigest 'composefs-setup-root' 3
 
 # ---- 3. upgrade and rollback: boot ok switched to v2 and finalized -------
-f=$fails
 show ok CFS-LOG 30
 mkdir -p "$work/data-rollback"
 echo rollback >"$work/data-rollback/action"
 datadisk "$work/data-rollback.img" "$work/data-rollback"
-boot v2 "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: " "$work/data-rollback.img"
-log=$work/v2.txt
+scenario v2 "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: " "$work/data-rollback.img"
 check "upgrade: the next boot is v2" "grep -aq '^CFS-CHAIN-MARKER v2' '$log'"
 check "upgrade: / is v2's sealed image with verity=require" \
   "grep -aE '^CFS-ROOT: overlay composefs:${d1[v2]} ' '$log' | grep -q 'verity=require'"
 check "upgrade: the /etc change made on v1 survived the merge" \
   "grep -aqF 'CFS-ETC: [changed in v1]' '$log'"
 check "upgrade: /var is shared (v1's file is there)" "grep -aqF 'CFS-VAR: [written in v1]' '$log'"
-show v2
-dump "$f" v2
-f=$fails
-boot back "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: "
-log=$work/back.txt
+end_scenario v2
+scenario back "$work/ok.img" 240 "CFS-CHAIN-END|kernel panic|init: "
 check "rollback: the next boot is v1 again" "grep -aq '^CFS-CHAIN-MARKER v1' '$log'"
 check "rollback: / is v1's sealed image" "grep -aqE '^CFS-ROOT: overlay composefs:${d1[v1]} ' '$log'"
-show back
-dump "$f" back
+end_scenario back
 echo "chain test: $(($(date +%s) - t0))s in all"
 [[ $fails == 0 ]] || exit 1
 echo "PASS"

@@ -15,26 +15,13 @@ cfsctl=${1:?usage: $0 CFSCTL}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-skip() { echo "SKIP: $*"; exit 77; }
-die() { echo "FAIL: $*"; exit 1; }
-
-ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd
-ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd
-sk_key=/usr/share/ovmf/PkKek-1-snakeoil.key
-sk_cert=/usr/share/ovmf/PkKek-1-snakeoil.pem
-efi=/usr/lib/systemd/boot/efi
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (qemu-system-x86)"
-for f in "$ovmf_code" "$ovmf_vars" "$sk_key" "$sk_cert"; do [[ -r $f ]] || skip "$f missing (ovmf)"; done
-for f in "$efi/linuxx64.efi.stub" "$efi/systemd-bootx64.efi"; do
-  [[ -r $f ]] || skip "$f missing (systemd-boot-efi)"
-done
-[[ -x /bin/busybox ]] && file -L /bin/busybox 2>/dev/null | grep -q static ||
-  [[ -x /bin/busybox ]] || skip "/bin/busybox missing (busybox-static)"
-command -v mkfs.vfat >/dev/null || skip "mkfs.vfat missing (dosfstools)"
-command -v mcopy >/dev/null || skip "mcopy missing (mtools)"
-kdir=$("$root/scripts/debs.sh" kernel bookworm-backports 2>/dev/null | tail -n1) ||
-  skip "no Debian kernel (scripts/debs.sh kernel bookworm-backports failed)"
-[[ -r $kdir/vmlinuz ]] || skip "no vmlinuz in $kdir"
+# skip, die, need_secure_boot, need_busybox, need_tools, debian_kernel.
+# shellcheck source=../vm/lib.sh
+. "$root/tests/vm/lib.sh"
+need_secure_boot
+need_busybox
+need_tools mkfs.vfat mcopy
+debian_kernel bookworm-backports
 
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
@@ -71,7 +58,7 @@ expected=$("$cfsctl" uki inspect --json "$work/uki.efi" |
 
 "$cfsctl" uki sign "$work/uki.efi" --secureboot-private-key "$work/db.key" \
   --secureboot-certificate "$sk_cert" --output "$work/uki-db.efi"
-"$cfsctl" uki sign "$efi/systemd-bootx64.efi" --secureboot-private-key "$work/db.key" \
+"$cfsctl" uki sign "$sdboot" --secureboot-private-key "$work/db.key" \
   --secureboot-certificate "$sk_cert" --output "$work/BOOTX64.EFI"
 openssl req -new -x509 -newkey rsa:2048 -nodes -sha256 -days 30 -subj "/CN=not enrolled" \
   -keyout "$work/other.key" -out "$work/other.pem" 2>/dev/null

@@ -4,7 +4,53 @@
 # libraries, busybox, kernel modules, and `cfsctl install to-disk` run in a
 # VM (the host has no fs-verity, and the repository install creates needs
 # it).  The caller sets: kver and mdir (the kernel release and its module
-# tree, from scripts/debs.sh kernel), and defines die().
+# tree: debian_kernel sets them).  Also the skip checks every VM test starts
+# with.
+
+vm_src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# skip REASON: ctest's skip (SKIP_RETURN_CODE 77), the reason on stdout.
+skip() { echo "SKIP: $*"; exit 77; }
+die() { echo "FAIL: $*"; exit 1; }
+
+# need_tools TOOL...: skips naming the first one not installed.
+need_tools() {
+  local t
+  for t in "$@"; do command -v "$t" >/dev/null || skip "$t is not installed (scripts/install-deps.sh)"; done
+}
+
+# need_secure_boot: OVMF with Secure Boot and Debian's snakeoil keys enrolled
+# (PK, KEK, db), and systemd-boot's EFI binaries; sets ovmf_code, ovmf_vars,
+# sk_key, sk_cert (the snakeoil signing key, passphrase "snakeoil"), sdboot
+# and stub, or skips.
+need_secure_boot() {
+  ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd
+  ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd
+  sk_key=/usr/share/ovmf/PkKek-1-snakeoil.key
+  sk_cert=/usr/share/ovmf/PkKek-1-snakeoil.pem
+  sdboot=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+  stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
+  need_tools qemu-system-x86_64
+  local f
+  for f in "$ovmf_code" "$ovmf_vars" "$sk_key" "$sk_cert"; do [[ -r $f ]] || skip "$f missing (ovmf)"; done
+  for f in "$sdboot" "$stub"; do [[ -r $f ]] || skip "$f missing (systemd-boot-efi)"; done
+}
+
+# need_busybox: a static /bin/busybox (guests have no libraries of their own).
+need_busybox() {
+  [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 ||
+    skip "/bin/busybox missing or not static (busybox-static)"
+}
+
+# debian_kernel SUITE: Debian's kernel of SUITE, fetched and cached by
+# scripts/debs.sh; sets kdir (vmlinuz, kver, modules), kver and mdir, or skips.
+debian_kernel() {
+  kdir=$("$vm_src/scripts/debs.sh" kernel "$1" 2>/dev/null | tail -n1) ||
+    skip "no Debian kernel (scripts/debs.sh kernel $1 failed: no apt mirror?)"
+  [[ -r $kdir/vmlinuz ]] || skip "no vmlinuz in $kdir"
+  kver=$(cat "$kdir/kver")
+  mdir=$(readlink -f "$kdir/modules")
+}
 
 # elf DEST FILE...: each FILE at its own path under DEST, with its libraries.
 elf() {

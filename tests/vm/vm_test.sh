@@ -17,22 +17,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 t0=$(date +%s)
 
-skip() { echo "SKIP: $*"; exit 77; }
-die() { echo "FAIL: $*"; exit 1; }
-
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (qemu-system-x86)"
-[[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 ||
-  skip "/bin/busybox missing or not static (busybox-static)"
-command -v mkfs.ext4 >/dev/null || skip "mkfs.ext4 missing (e2fsprogs)"
-command -v fsverity >/dev/null || skip "the fsverity tool missing (fsverity)"
+# skip, die, need_tools, need_busybox, debian_kernel.
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+need_tools qemu-system-x86_64 mkfs.ext4 fsverity
+need_busybox
 for t in cfsctl mount.composefs mkcomposefs; do
   [[ -x $build/bin/$t ]] || die "$build/bin/$t not built"
 done
-kdir=$("$src/scripts/debs.sh" kernel "$suite" 2>/dev/null | tail -n1) ||
-  skip "no Debian kernel (scripts/debs.sh kernel $suite failed: no apt mirror?)"
-[[ -r $kdir/vmlinuz ]] || skip "no vmlinuz in $kdir"
-kver=$(cat "$kdir/kver")
-mdir=$(readlink -f "$kdir/modules")
+debian_kernel "$suite"
 
 # What the guest asserts: full support, or 6.1's refusals.
 case $suite in
