@@ -73,19 +73,7 @@ fi
 
 # cfsctl runs inside the build, where none of its shared libraries are
 # installed: it goes in with them and the dynamic loader it was linked for.
-cp "$cfsctl" "$ctx/tools/cfsctl.bin"
-loader=
-while read -r lib; do
-  cp -L "$lib" "$ctx/tools/lib/"
-  [[ $lib == */ld-linux* ]] && loader=$(basename "$lib")
-done < <(ldd "$cfsctl" | awk '/=> \//{print $3} /ld-linux/ && !/=>/{print $1}')
-[[ -n $loader ]] || die "no dynamic loader found in ldd $cfsctl"
-cat >"$ctx/tools/cfsctl" <<WRAP
-#!/bin/sh
-d=\$(dirname "\$0")
-exec "\$d/lib/$loader" --library-path "\$d/lib" "\$d/cfsctl.bin" "\$@"
-WRAP
-chmod +x "$ctx/tools/cfsctl"
+"$here/../../scripts/bundle-tool.sh" "$cfsctl" "$ctx/tools"
 cp "$stub" "$ctx/tools/"
 cp "$here/Containerfile" "$ctx/"
 

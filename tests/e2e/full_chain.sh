@@ -24,28 +24,16 @@ cfsctl=$build/bin/cfsctl
 boot_timeout=${CFS_E2E_BOOT_TIMEOUT:-900}
 t_start=$(date +%s)
 
-skip() { echo "SKIP: $*"; exit 77; }
-die() { echo "FAIL: $*"; exit 1; }
-
-((EUID == 0)) || skip "needs root (loop devices, podman, debootstrap)"
-ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd
-ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd
-sk_key=/usr/share/ovmf/PkKek-1-snakeoil.key
-sk_cert=/usr/share/ovmf/PkKek-1-snakeoil.pem
-for t in qemu-system-x86_64 podman skopeo dracut lsinitrd depmod debootstrap sfdisk mkfs.vfat \
-  mkfs.ext4 xz; do
-  command -v "$t" >/dev/null || skip "$t is not installed (scripts/install-deps.sh)"
-done
-for f in "$ovmf_code" "$ovmf_vars" "$sk_key" "$sk_cert" /usr/lib/systemd/boot/efi/systemd-bootx64.efi; do
-  [[ -r $f ]] || skip "$f missing (ovmf, systemd-boot-efi)"
-done
-[[ -x $cfsctl && -x $build/bin/composefs-setup-root ]] || die "the tools are not built in $build"
-kdir=$("$src/scripts/debs.sh" kernel bookworm-backports 2>/dev/null | tail -n1) ||
-  skip "no Debian kernel (scripts/debs.sh kernel bookworm-backports failed: no apt mirror?)"
-kver=$(cat "$kdir/kver")
-mdir=$(readlink -f "$kdir/modules")
+# skip, die, the need_* checks, debian_kernel, and the guest helpers.
 # shellcheck source=../vm/lib.sh
 . "$src/tests/vm/lib.sh"
+
+((EUID == 0)) || skip "needs root (loop devices, podman, debootstrap)"
+need_secure_boot
+need_busybox
+need_tools podman skopeo dracut lsinitrd depmod debootstrap sfdisk mkfs.vfat mkfs.ext4 xz
+[[ -x $cfsctl && -x $build/bin/composefs-setup-root ]] || die "the tools are not built in $build"
+debian_kernel bookworm-backports
 tree=$("$src/scripts/selinux-rootfs.sh" --systemd) ||
   skip "no Debian tree with systemd (scripts/selinux-rootfs.sh --systemd failed)"
 
@@ -72,17 +60,9 @@ stage() { t_stage[$1]=$(($(date +%s) - $2)); }
 # ---- cfsctl for the guest: the binary with the libraries it was built
 # against and their loader (the Debian tree has none of them).
 guest_cfsctl() {  # DIR: installs DIR/usr/lib/composefs-cpp and DIR/usr/bin/cfsctl
-  local d=$1/usr/lib/composefs-cpp loader=
-  mkdir -p "$d/lib" "$1/usr/bin"
-  cp "$cfsctl" "$d/cfsctl.bin"
-  while read -r lib; do
-    cp -L "$lib" "$d/lib/"
-    [[ $lib == */ld-linux* ]] && loader=$(basename "$lib")
-  done < <(ldd "$cfsctl" | awk '/=> \//{print $3} /ld-linux/ && !/=>/{print $1}')
-  [[ -n $loader ]] || die "no dynamic loader in ldd $cfsctl"
-  printf '#!/bin/sh\nexec /usr/lib/composefs-cpp/lib/%s --library-path /usr/lib/composefs-cpp/lib /usr/lib/composefs-cpp/cfsctl.bin "$@"\n' \
-    "$loader" >"$1/usr/bin/cfsctl"
-  chmod 0755 "$1/usr/bin/cfsctl"
+  "$src/scripts/bundle-tool.sh" "$cfsctl" "$1/usr/lib/composefs-cpp"
+  mkdir -p "$1/usr/bin"
+  ln -sf ../lib/composefs-cpp/cfsctl "$1/usr/bin/cfsctl"
 }
 
 # ---- the OS tree of version V: the Debian tree, the kernel with its
