@@ -4,7 +4,8 @@
 #   make build  install missing packages (or say which), build (Release); the
 #               tools land in build/bin/
 #   make e2e    the long VM suites (label e2e: the 6.1 row of the kernel matrix,
-#               the UKI smoke boot), after make test, which ran the 6.12 and 7.x rows
+#               the UKI smoke boot, the full chain on Debian with systemd), after
+#               make test, which ran the 6.12 and 7.x rows and the minimal chain
 #   make lint   clang-format and clang-tidy (.clang-tidy) over the sources
 #   make install [PREFIX=/usr/local] [DESTDIR=]  tools, headers, libraries,
 #               CMake package and pkg-config file (mount.composefs in /sbin)
