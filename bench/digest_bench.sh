@@ -8,7 +8,11 @@
 #     fresh store)
 # and compares each with the floor, measured in the same run:
 #   floor = bytes hashed / (cores x one core's SHA-256 rate)   [openssl speed]
-#         + one walk of DIR's metadata (find -printf: lstat of every entry)
+#         + the metadata syscalls (bench/read_floor --metadata-only: lstat
+#           and the xattrs of every entry)
+# and, to show what reading costs, with a second floor: the hashing plus
+# bench/read_floor in full (the walk, then every file opened, read(2) to its
+# end and closed, on every core; no hashing).
 # where bytes hashed is every file's 4 KiB blocks plus its Merkle tree's
 # levels (x 128/127).  The ratio printed is time / floor.
 #
@@ -19,19 +23,7 @@
 # reference's --print-digest-only is timed too and its digest compared.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-dir=
-while getopts "d:" o; do
-  case $o in
-    d) dir=$OPTARG ;;
-    *) exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-ref=${1:-}
-if [[ -z $dir ]]; then
-  dir=$("$top/scripts/selinux-rootfs.sh" --check 2>/dev/null) || dir=/usr/share
-fi
-goal=1.3
+dir_args "$@"
 
 machine
 entries=$(find "$dir" -xdev | wc -l)
@@ -45,17 +37,23 @@ echo "directory: $dir ($entries entries, $bytes bytes in files, $hashed bytes to
 find "$dir" -xdev -type f -print0 2>/dev/null | xargs -0 cat >/dev/null 2>&1 || true
 
 cores=$(nproc)
-walk=$(best_of find "$dir" -xdev -printf '%s %m %U %G %T@ %p\n')
-declare -A now cpu1 floor cfloor
+floor_tool=$build/bench/read_floor
+[[ -x $floor_tool ]] || { echo "needs $floor_tool (cmake --build $build --target read_floor)" >&2; exit 1; }
+walk=$(best_of "$floor_tool" --metadata-only "$dir")
+reads=$(best_of "$floor_tool" "$dir")
+declare -A now cpu1 floor cfloor rfloor
 for alg in sha256 sha512; do
   cpu1[$alg]=$(hash_rate $alg)
   now[$alg]=$(hash_rate $alg "$cores")
   floor[$alg]=$(calc "$hashed / ${now[$alg]} + $(secs "$walk")")
   cfloor[$alg]=$(calc "$hashed / ${cpu1[$alg]} + $(cpu "$walk")")
+  rfloor[$alg]=$(calc "$hashed / ${now[$alg]} + $(secs "$reads")")
   echo "$alg (openssl): 1 core $(calc "${cpu1[$alg]} / 1048576") MiB/s of CPU time;" \
     "$cores at once now $(calc "${now[$alg]} / 1048576") MiB/s"
   echo "  floor: ${floor[$alg]} s wall (hashing now on $cores cores + walk $(secs "$walk") s)," \
     "${cfloor[$alg]} s CPU (hashing + walk $(cpu "$walk") s)"
+  echo "  read floor: ${rfloor[$alg]} s wall (hashing + the walk and read(2) of every file:" \
+    "$(secs "$reads") s wall, $(cpu "$reads") s CPU)"
 done
 echo
 
@@ -90,7 +88,7 @@ echo
 # floor) is the part of it that the machine's load does not change.
 goal_row() {  # name result alg
   result "$1" "$(calc "$(secs "$2") / ${floor[$3]}")" $goal \
-    "(CPU: $(calc "$(cpu "$2") / ${cfloor[$3]}")x of the CPU floor)"
+    "(CPU: $(calc "$(cpu "$2") / ${cfloor[$3]}")x of the CPU floor; $(calc "$(secs "$2") / ${rfloor[$3]}")x of the read floor)"
 }
 goal_row "mkcomposefs --print-digest-only / floor" "$mk" sha256
 goal_row "cfsctl compute-id sha256 / floor" "$id" sha256

@@ -73,3 +73,26 @@ verdict() { awk -v r="$1" -v g="$2" 'BEGIN{print (r <= g ? "met" : "NOT met")}';
 result() {
   printf '%-44s ratio %6.2fx  goal <= %sx  %-7s %s\n' "$1" "$2" "$3" "$(verdict "$2" "$3")" "$4"
 }
+
+# dir_args [--build] ARGS...: the `[-d DIR] [REF_MKCOMPOSEFS]` arguments of
+# the directory benchmarks.  Sets dir, ref (empty without a reference) and
+# goal (issue 15's 1.3x).  DIR defaults to the Debian tree of
+# scripts/selinux-rootfs.sh when it is built (with --build: building it when
+# missing, which needs the network), else /usr/share.
+dir_args() {
+  local check=--check o OPTIND=1
+  if [[ ${1:-} == --build ]]; then check=; shift; fi
+  dir=
+  while getopts "d:" o; do
+    case $o in
+      d) dir=$OPTARG ;;
+      *) exit 2 ;;
+    esac
+  done
+  shift $((OPTIND - 1))
+  ref=${1:-}
+  if [[ -z $dir ]]; then
+    dir=$("$top/scripts/selinux-rootfs.sh" $check 2>/dev/null) || dir=/usr/share
+  fi
+  goal=1.3
+}

@@ -15,19 +15,8 @@
 # when missing needs the network: about 2 minutes), else /usr/share.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-dir=
-while getopts "d:" o; do
-  case $o in
-    d) dir=$OPTARG ;;
-    *) exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-ref=${1:-}
 command -v umoci >/dev/null || { echo "needs umoci (scripts/debian-packages.txt)" >&2; exit 1; }
-if [[ -z $dir ]]; then
-  dir=$("$top/scripts/selinux-rootfs.sh" 2>/dev/null) || dir=/usr/share
-fi
+dir_args --build "$@"
 
 machine
 cd "$work"
@@ -99,4 +88,4 @@ echo
 printf '%-52s %5.2fx\n' "(umoci unpack + our mkcomposefs) / cfsctl oci pull" "$(calc "$both / $(secs "$pull")")"
 [[ -n $ref ]] &&
   printf '%-52s %5.2fx\n' "(umoci unpack + reference) / cfsctl oci pull" "$(calc "$refboth / $(secs "$pull")")"
-result "cfsctl oci pull / (gunzip + sha256sum)" "$(calc "$(secs "$pull") / $(secs "$floor")")" 1.3 ""
+result "cfsctl oci pull / (gunzip + sha256sum)" "$(calc "$(secs "$pull") / $(secs "$floor")")" 1.5 ""

@@ -8,8 +8,15 @@
 # each timed up to the data being on disk (`sync -f` of the filesystem is
 # part of the timed command: cfsctl calls syncfs itself, mkcomposefs does
 # not).  cp -a of the tree is timed too: as many files created, no hashing,
-# the floor for a store of many small files.  The source tree is read from the page cache.  Prints MB/s of object
-# bytes and the ratio dd rate / our rate.
+# the floor for a store of many small files.  The source tree is read from
+# the page cache.  Prints MB/s of object bytes and the ratio dd rate / ours.
+#
+# As root, every run writes to a freshly made ext4 (a loop-mounted file in
+# the work directory): after many deletions, ext4 skips the recently freed
+# inodes of a block group one by one while their inode tables are still
+# dirty (for up to 5 minutes), which made the rm -rf between runs cost the
+# next run's file creation several times over.  Without root, the runs share
+# the work directory's filesystem.
 #
 #   bench/store_bench.sh [-d DIR] [REF_MKCOMPOSEFS]
 #
@@ -18,19 +25,7 @@
 # sides' times.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-dir=
-while getopts "d:" o; do
-  case $o in
-    d) dir=$OPTARG ;;
-    *) exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-ref=${1:-}
-if [[ -z $dir ]]; then
-  dir=$("$top/scripts/selinux-rootfs.sh" --check 2>/dev/null) || dir=/usr/share
-fi
-goal=1.3
+dir_args "$@"
 
 machine
 find "$dir" -xdev -type f -print0 2>/dev/null | xargs -0 cat >/dev/null 2>&1 || true
@@ -42,17 +37,29 @@ objects=$(find "$repo/objects" -type f | wc -l)
 rm -rf "$repo"
 mb=$(calc "$bytes / 1e6")
 echo "directory: $dir ($(find "$dir" -xdev | wc -l) entries) -> $objects objects, $mb MB"
+fresh=:
+if ((EUID == 0)) && command -v mkfs.ext4 >/dev/null; then
+  truncate -s $((bytes * 3 + (512 << 20))) "$work/fs.img"
+  mnt=$work/mnt
+  mkdir -p "$mnt"
+  fresh="{ umount '$mnt' 2>/dev/null || true; }; mkfs.ext4 -q -F -b 4096 '$work/fs.img' && mount -o loop '$work/fs.img' '$mnt'"
+  # shellcheck disable=SC2064  # the paths as they are now
+  trap "umount '$mnt' 2>/dev/null; rm -rf '$work'" EXIT
+  eval "$fresh"
+  echo "each run on a fresh ext4 of $(calc "$(stat -c %s "$work/fs.img") / 1e9") GB (loop-mounted file)"
+  work=$mnt repo=$mnt/repo store=$mnt/store
+fi
 sync -f "$work"
 
-BEFORE="rm -f '$work/dd'; sync -f '$work'"
+BEFORE="$fresh; rm -f '$work/dd'; sync -f '$work'"
 disk=$(best_of dd if=/dev/zero of="$work/dd" bs=1M count=$(((bytes + 1048575) >> 20)) conv=fsync status=none)
 # The same files written by cp -a (its own file per object, no hashing): the
 # filesystem's cost of creating this many files, next to dd's raw bandwidth.
-BEFORE="rm -rf '$work/cp'; sync -f '$work'"
+BEFORE="$fresh; rm -rf '$work/cp'; sync -f '$work'"
 cp=$(best_of sh -c "cp -a '$dir' '$work/cp' && sync -f '$work'")
-BEFORE="rm -rf '$repo'; '$bin/cfsctl' --repo '$repo' init --insecure --algorithm fsverity-sha256-12 >/dev/null; sync -f '$work'"
+BEFORE="$fresh; rm -rf '$repo'; '$bin/cfsctl' --repo '$repo' init --insecure --algorithm fsverity-sha256-12 >/dev/null; sync -f '$work'"
 ci=$(best_of sh -c "'$bin/cfsctl' --repo '$repo' create-image --no-propagate-usr-to-root '$dir' bench && sync -f '$work'")
-BEFORE="rm -rf '$store'; sync -f '$work'"
+BEFORE="$fresh; rm -rf '$store'; sync -f '$work'"
 mk=$(best_of sh -c "'$bin/mkcomposefs' --digest-store='$store' '$dir' '$work/a.img' && sync -f '$work'")
 if [[ -n $ref ]]; then
   rf=$(best_of sh -c "'$ref' --digest-store='$store' '$dir' '$work/a.img' && sync -f '$work'")
