@@ -348,6 +348,11 @@ class Lifecycle : public ::testing::Test {
     repack();
   }
   void repack() { must("cd " + Q(d_) + " && umoci repack --image img:t bundle"); }
+  // A self-signed RSA key and certificate, NAME.key and NAME.crt in d_.
+  void make_key(const std::string& name, const std::string& cn) {
+    must("cd " + Q(d_) + " && openssl req -x509 -newkey rsa:2048 -nodes -keyout " + name +
+         ".key -out " + name + ".crt -days 2 -subj /CN=" + cn + " 2>/dev/null");
+  }
   std::string args() {
     return " --sysroot " + Q(s_) + " --run-dir " + Q(d_ + "/run") + " --cmdline /dev/null " +
            "--mountinfo /dev/null";
@@ -681,9 +686,7 @@ TEST_F(Lifecycle, InstallToFilesystemSignsSystemdBoot) {
     if (!have_command(t)) GTEST_SKIP() << "needs " << t;
   if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
     GTEST_SKIP() << "needs systemd-boot-efi";
-  must("cd " + Q(d_) +
-       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout db.key -out db.crt -days 2 "
-       "-subj /CN=test 2>/dev/null");
+  make_key("db", "test");
   std::string target = d_ + "/target";
   auto r =
       run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
@@ -754,9 +757,7 @@ TEST_F(Lifecycle, InstallWritesSecureBootEnrolmentFiles) {
     if (!have_command(t)) GTEST_SKIP() << "needs " << t << " (efitools)";
   if (!fs::exists("/usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
     GTEST_SKIP() << "needs systemd-boot-efi";
-  must("cd " + Q(d_) +
-       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout sb.key -out sb.crt -days 2 "
-       "-subj /CN=enrol 2>/dev/null");
+  make_key("sb", "enrol");
   // An image shipping its own keys, as bootc copies them.
   std::string keys = root_ + "/usr/lib/bootc/install/secureboot-keys/vendor";
   fs::create_directories(keys);
@@ -780,9 +781,8 @@ TEST_F(Lifecycle, InstallWritesSecureBootEnrolmentFiles) {
     check_auth_file(work, var, d_ + "/sb.key", d_ + "/sb.crt");
   }
   // Another certificate is not what was enrolled: the check can fail.
-  must("cd " + Q(d_) +
-       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout o.key -out o.crt -days 2 "
-       "-subj /CN=other 2>/dev/null && openssl x509 -in o.crt -outform DER -out o.der");
+  make_key("o", "other");
+  must("cd " + Q(d_) + " && openssl x509 -in o.crt -outform DER -out o.der");
   EXPECT_NE(read_file(work + "/db-cert-0.der"), read_file(d_ + "/o.der"));
   // Enrolment files without a key are refused.
   r = run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
@@ -793,9 +793,7 @@ TEST_F(Lifecycle, InstallWritesSecureBootEnrolmentFiles) {
 TEST_F(Lifecycle, InstallWithBootctlSignsWhatBootctlInstalled) {
   for (auto* t : {"bootctl", "openssl", "sbverify"})
     if (!have_command(t)) GTEST_SKIP() << "needs " << t << " (systemd-boot, sbsigntool)";
-  must("cd " + Q(d_) +
-       " && openssl req -x509 -newkey rsa:2048 -nodes -keyout db.key -out db.crt -days 2 "
-       "-subj /CN=test 2>/dev/null");
+  make_key("db", "test");
   std::string target = d_ + "/target";
   auto r =
       run(Q(tool("cfsctl")) + " --insecure install to-filesystem " + Q("oci:" + d_ + "/img:t") +
