@@ -53,23 +53,27 @@ fi
 echo "rootfs: $(du -sh "$ROOTFS" | cut -f1), $(find "$ROOTFS" | wc -l) entries"
 
 # ---- a 3-layer image: everything but /usr/share, /usr/share, a change -----
+# umoci repack makes one layer of all changes since the bundle's unpack, so
+# each layer is its own unpack, change and repack.
 cd "$W"
 umoci init --layout img >/dev/null
 umoci new --image img:base >/dev/null
-umoci unpack --image img:base b >/dev/null
-tar -C "$ROOTFS" --exclude=./usr/share -cf - . | tar -C b/rootfs -xf -
-umoci repack --image img:base b >/dev/null
-tar -C "$ROOTFS" -cf - ./usr/share | tar -C b/rootfs -xf -
-umoci repack --image img:base b >/dev/null
-date > b/rootfs/etc/bench-stamp
-umoci repack --image img:base b >/dev/null
-rm -rf b
-# A second image sharing the first two layers.
-umoci tag --image img:base other
-umoci unpack --image img:other b >/dev/null
-head -c 10000000 /dev/urandom > b/rootfs/usr/bench-blob
-umoci repack --image img:other b >/dev/null
-rm -rf b
+layer() {  # FROM TO CMD...: TO is FROM plus a layer of what CMD does in b/rootfs
+  local from=$1 to=$2
+  shift 2
+  umoci unpack --image "img:$from" b >/dev/null
+  "$@"
+  umoci repack --image "img:$to" b >/dev/null
+  rm -rf b
+}
+layer base base sh -c "tar -C '$ROOTFS' --exclude=./usr/share -cf - . | tar -C b/rootfs -xf -"
+layer base base sh -c "tar -C '$ROOTFS' -cf - ./usr/share | tar -C b/rootfs -xf -"
+umoci tag --image img:base two
+layer base base sh -c "date > b/rootfs/etc/bench-stamp"
+# A second image sharing the first two layers, with a third of its own.
+layer two other sh -c "head -c 10000000 /dev/urandom > b/rootfs/usr/bench-blob"
+nlayers=$(umoci stat --image img:base --json | python3 -c 'import json,sys; print(sum(1 for h in json.load(sys.stdin)["history"] if not h.get("empty_layer")))')
+[[ $nlayers == 3 ]] || { echo "expected 3 layers in img:base, made $nlayers" >&2; exit 1; }
 echo "image: 3 gzip layers, $(du -sh img | cut -f1) of blobs with the second image"
 
 # ---- 1 and 2: cfsctl into an empty, then a filled repository --------------
