@@ -96,3 +96,24 @@ dir_args() {
   fi
   goal=1.3
 }
+
+# fresh_fs BYTES: as root, a file-backed ext4 of BYTES, loop-mounted as the
+# new $work, and in $fresh the command that makes it afresh (run it in
+# BEFORE: every timed run then writes to a new filesystem).  After many
+# deletions ext4 skips the recently freed inodes of a block group one by one
+# while their inode tables are still dirty (up to 5 minutes), so an rm -rf
+# between runs made the next run's file creation cost several times over.
+# Without root, fresh is ":" and the runs share the work directory.
+fresh=:
+fresh_fs() {
+  ((EUID == 0)) && command -v mkfs.ext4 >/dev/null || return 0
+  local img=$work/fs.img mnt=$work/mnt
+  truncate -s "$1" "$img"
+  mkdir -p "$mnt"
+  fresh="{ umount '$mnt' 2>/dev/null || true; }; mkfs.ext4 -q -F -b 4096 '$img' && mount -o loop '$img' '$mnt'"
+  # shellcheck disable=SC2064  # the paths as they are now
+  trap "umount '$mnt' 2>/dev/null; rm -rf '$work'" EXIT
+  eval "$fresh"
+  echo "each timed run writes to a fresh ext4 of $(calc "$1 / 1e9") GB (a loop-mounted file)"
+  work=$mnt
+}

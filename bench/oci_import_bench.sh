@@ -54,16 +54,21 @@ cat img/blobs/sha256/* >/dev/null
 
 # shellcheck disable=SC2016
 floor=$(best_of sh -c 'for l in "$@"; do gzip -dc "$l" | sha256sum; done' sh $layers)
-BEFORE="rm -rf '$work/repo'; '$bin/cfsctl' --repo '$work/repo' init --insecure --algorithm fsverity-sha256-12 >/dev/null; sync -f ."
-pull=$(best_of "$bin/cfsctl" --repo "$work/repo" oci pull "oci:$work/img:base" base)
-BEFORE="rm -rf '$work/u'; sync -f ."
-unpack=$(best_of sh -c "umoci unpack --image img:base u && sync -f .")
-BEFORE="rm -rf '$work/store'; sync -f ."
-mk=$(best_of sh -c "'$bin/mkcomposefs' --digest-store=store u/rootfs a.img && sync -f .")
-[[ -n $ref ]] && rf=$(best_of sh -c "'$ref' --digest-store=store u/rootfs a.img && sync -f .")
+img=$work/img
+fresh_fs $((tbytes * 4 + (512 << 20)))
+w=$work
+BEFORE="$fresh; '$bin/cfsctl' --repo '$w/repo' init --insecure --algorithm fsverity-sha256-12 >/dev/null; sync -f '$w'"
+pull=$(best_of "$bin/cfsctl" --repo "$w/repo" oci pull "oci:$img:base" base)
+id_oci=$("$bin/cfsctl" --repo "$w/repo" oci compute-id base)
+BEFORE="$fresh; sync -f '$w'"
+unpack=$(best_of sh -c "umoci unpack --image '$img:base' '$w/u' && sync -f '$w'")
+# The stores' source: one more unpack, outside the filesystem made afresh.
+src=$img/../u
+umoci unpack --image "$img:base" "$src" >/dev/null
+mk=$(best_of sh -c "'$bin/mkcomposefs' --digest-store='$w/store' '$src/rootfs' '$w/a.img' && sync -f '$w'")
+[[ -n $ref ]] && rf=$(best_of sh -c "'$ref' --digest-store='$w/store' '$src/rootfs' '$w/a.img' && sync -f '$w'")
 unset BEFORE
-id_oci=$("$bin/cfsctl" --repo "$work/repo" oci compute-id base)
-id_scan=$("$bin/cfsctl" --repo "$work/repo" compute-id u/rootfs)
+id_scan=$("$bin/cfsctl" --no-repo --hash sha256 compute-id "$src/rootfs")
 [[ $id_oci == "$id_scan" ]] || { echo "error: pulled image $id_oci, umoci unpack $id_scan" >&2; exit 1; }
 
 row() {  # name result

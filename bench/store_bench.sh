@@ -11,12 +11,7 @@
 # the floor for a store of many small files.  The source tree is read from
 # the page cache.  Prints MB/s of object bytes and the ratio dd rate / ours.
 #
-# As root, every run writes to a freshly made ext4 (a loop-mounted file in
-# the work directory): after many deletions, ext4 skips the recently freed
-# inodes of a block group one by one while their inode tables are still
-# dirty (for up to 5 minutes), which made the rm -rf between runs cost the
-# next run's file creation several times over.  Without root, the runs share
-# the work directory's filesystem.
+# As root, every run writes to a freshly made ext4 (bench/lib.sh fresh_fs).
 #
 #   bench/store_bench.sh [-d DIR] [REF_MKCOMPOSEFS]
 #
@@ -37,18 +32,8 @@ objects=$(find "$repo/objects" -type f | wc -l)
 rm -rf "$repo"
 mb=$(calc "$bytes / 1e6")
 echo "directory: $dir ($(find "$dir" -xdev | wc -l) entries) -> $objects objects, $mb MB"
-fresh=:
-if ((EUID == 0)) && command -v mkfs.ext4 >/dev/null; then
-  truncate -s $((bytes * 3 + (512 << 20))) "$work/fs.img"
-  mnt=$work/mnt
-  mkdir -p "$mnt"
-  fresh="{ umount '$mnt' 2>/dev/null || true; }; mkfs.ext4 -q -F -b 4096 '$work/fs.img' && mount -o loop '$work/fs.img' '$mnt'"
-  # shellcheck disable=SC2064  # the paths as they are now
-  trap "umount '$mnt' 2>/dev/null; rm -rf '$work'" EXIT
-  eval "$fresh"
-  echo "each run on a fresh ext4 of $(calc "$(stat -c %s "$work/fs.img") / 1e9") GB (loop-mounted file)"
-  work=$mnt repo=$mnt/repo store=$mnt/store
-fi
+fresh_fs $((bytes * 3 + (512 << 20)))
+[[ $fresh == : ]] || repo=$work/repo store=$work/store
 sync -f "$work"
 
 BEFORE="$fresh; rm -f '$work/dd'; sync -f '$work'"
