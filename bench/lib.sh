@@ -42,6 +42,8 @@ best_of() {
 
 # secs / rss_mib / cpu RESULT: the fields of a measure/best_of result.
 secs() { echo "${1%% *}"; }
+# nz SECONDS: at least 0.01, /usr/bin/time's resolution (a divisor, never 0).
+nz() { awk -v t="$1" 'BEGIN{print (t < 0.01 ? 0.01 : t)}'; }
 rss_mib() { awk -v r="$1" 'BEGIN{split(r, f, " "); printf "%.0f", f[2] / 1024}'; }
 cpu() { awk -v r="$1" 'BEGIN{split(r, f, " "); print f[3]}'; }
 

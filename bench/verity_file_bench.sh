@@ -50,10 +50,10 @@ for kind in "${kinds[@]}"; do
   echo "$kind $mib MiB file, digest $ours (equal to fsverity digest's)"
   for r in "fsverity digest (1 core):$ref" "ours, 1 core:$one" "ours, $cores cores:$all"; do
     printf '  %-26s %6.2f s wall %6.2f s CPU %4s MiB  %6.0f MiB/s\n' "${r%%:*}" "$(secs "${r#*:}")" \
-      "$(cpu "${r#*:}")" "$(rss_mib "${r#*:}")" "$(calc "$mib / $(secs "${r#*:}")")"
+      "$(cpu "${r#*:}")" "$(rss_mib "${r#*:}")" "$(calc "$mib / $(nz "$(secs "${r#*:}")")")"
   done
   printf '  %-40s %5.2fx (1 core: %.2fx)\n' "speedup over fsverity digest:" \
-    "$(calc "$(secs "$ref") / $(secs "$all")")" "$(calc "$(secs "$ref") / $(secs "$one")")"
+    "$(calc "$(secs "$ref") / $(nz "$(secs "$all")")")" "$(calc "$(secs "$ref") / $(nz "$(secs "$one")")")"
   [[ $kind == random ]] &&
     result "  $kind: ours ($cores cores) / hashing floor" "$(calc "$(secs "$all") / $floor")" 1.3 ""
 done
