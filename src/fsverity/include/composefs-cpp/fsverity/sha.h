@@ -19,7 +19,7 @@ constexpr size_t hash_digest_size(HashAlg a) { return a == HashAlg::Sha256 ? 32 
 constexpr size_t hash_block_size(HashAlg a) { return a == HashAlg::Sha256 ? 64 : 128; }
 
 enum class HashImpl {
-  Auto,     // SHA-NI where the CPU has it, else OpenSSL
+  Auto,     // SHA-256: SHA-NI, SHA-512: AVX-512 lanes, where the CPU has them; else OpenSSL
   OpenSsl,  // always OpenSSL (used by tests to cross-check the fast path)
 };
 
@@ -42,5 +42,7 @@ class FixedHasher {
 void hash_once(HashAlg alg, std::span<const uint8_t> data, uint8_t* out);
 
 bool cpu_has_sha_ni();
+// AVX-512 F and BW, with the OS saving their registers: SHA-512 on 8 lanes.
+bool cpu_has_avx512_sha512();
 
 }  // namespace cfs::fsverity
