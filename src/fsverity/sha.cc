@@ -246,7 +246,9 @@ const uint64_t kSha512Iv[8] = {0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3
 // "undefined" register, which -Wuninitialized reports where they inline.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 struct Sha512Lanes {
   __m512i s[8];
@@ -261,7 +263,7 @@ CFS_AVX512 inline void sha512x8_block(Sha512Lanes& st, const uint8_t* base, __m5
                       14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4,
                       5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
   __m512i w[16];
-  for (int t = 0; t < 16; t++)
+  for (size_t t = 0; t < 16; t++)
     w[t] = _mm512_shuffle_epi8(_mm512_i64gather_epi64(lane_offset, base + 8 * t, 1), bswap);
   __m512i a = st.s[0], b = st.s[1], c = st.s[2], d = st.s[3];
   __m512i e = st.s[4], f = st.s[5], g = st.s[6], h = st.s[7];
@@ -352,7 +354,7 @@ class Avx512Sha512Hasher final : public FixedHasher {
     alignas(64) uint64_t words[8][8];  // [word][lane]
     for (int k = 0; k < 8; k++) _mm512_store_si512(words[k], st.s[k]);
     for (size_t j = 0; j < n; j++)
-      for (int k = 0; k < 8; k++) store_be64(out + 64 * j + 8 * k, words[k][j]);
+      for (size_t k = 0; k < 8; k++) store_be64(out + 64 * j + 8 * k, words[k][j]);
   }
 
   // The salt block, through the same code: all lanes alike, lane 0 kept.
