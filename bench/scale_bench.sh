@@ -18,8 +18,8 @@
 # RUNS (default 3): the best of that many runs per stage, create-image
 # excepted (one run into an empty repository).
 set -euo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-build=$top/build
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"  # top, build, bin, work, runs, measure, best_of
 sizes=()
 while (($#)); do
   case $1 in
@@ -32,43 +32,28 @@ done
 [[ -n ${big:-} ]] && sizes+=(1000000)
 bin=$build/bin
 gen="python3 $top/bench/gen_scale.py"
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/cfs-scale.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 
 stages=(dump-image reader create-image fsck gc)
 declare -A T M
 
-# measure STAGE N CMD...: records elapsed seconds and peak RSS (KiB), the
-# best of RUNS runs (default 3): single runs at 1M entries varied by half
-# from one run to the next, which swamped the ratio being measured.
-# measure_once is for a stage that cannot simply be repeated (create-image
-# into an empty repository).
-runs=${RUNS:-3}
-measure_once() {
-  local stage=$1 n=$2
-  shift 2
-  /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null
-  read -r T[$stage,$n] M[$stage,$n] <"$work/time"
-}
-measure() {
-  local stage=$1 n=$2 i t m
-  shift 2
-  for ((i = 0; i < runs; i++)); do
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null
-    read -r t m <"$work/time"
-    if ((i == 0)) || awk -v a="$t" -v b="${T[$stage,$n]}" 'BEGIN{exit !(a < b)}'; then
-      T[$stage,$n]=$t
-    fi
-    ((i == 0 || m > M[$stage,$n])) && M[$stage,$n]=$m
-  done
-  return 0
+# record STAGE N RESULT: the seconds and peak RSS (KiB) of a measure or
+# best_of result.  The stages that can be repeated take the best of RUNS:
+# single runs at 1M entries varied by half from one run to the next, which
+# swamped the ratio being measured; create-image into an empty repository
+# runs once.
+# A failed command leaves /usr/bin/time's "Command exited ..." in place of
+# the numbers: stop there, as the script did before it used lib.sh.
+record() {
+  [[ $3 =~ ^[0-9.]+\ [0-9]+\ [0-9.]+$ ]] || { echo "error: $1 at $2 entries failed: $3" >&2; exit 1; }
+  T[$1,$2]=$(secs "$3")
+  M[$1,$2]=$(awk -v r="$3" 'BEGIN{split(r, f, " "); print f[2]}')
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
 for n in "${sizes[@]}"; do
   $gen dump "$n" >"$work/in.dump"
-  measure dump-image "$n" "$bin/mkcomposefs" --from-file "$work/in.dump" "$work/a.img"
-  measure reader "$n" "$bin/composefs-info" ls "$work/a.img"
+  record dump-image "$n" "$(best_of "$bin/mkcomposefs" --from-file "$work/in.dump" "$work/a.img")"
+  record reader "$n" "$(best_of "$bin/composefs-info" ls "$work/a.img")"
   lines=$("$bin/composefs-info" ls "$work/a.img" | wc -l)
   [[ $lines -eq $n ]] || { echo "error: ls printed $lines entries, not $n" >&2; exit 1; }
   rm -f "$work/in.dump" "$work/a.img"
@@ -76,10 +61,10 @@ for n in "${sizes[@]}"; do
   $gen tree "$n" "$work/tree"
   repo=$work/repo
   "$bin/cfsctl" --repo "$repo" init --insecure >/dev/null
-  measure_once create-image "$n" "$bin/cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root \
-    "$work/tree" bench
-  measure fsck "$n" "$bin/cfsctl" --repo "$repo" fsck
-  measure gc "$n" "$bin/cfsctl" --repo "$repo" gc
+  record create-image "$n" "$(measure "$bin/cfsctl" --repo "$repo" create-image \
+    --no-propagate-usr-to-root "$work/tree" bench)"
+  record fsck "$n" "$(best_of "$bin/cfsctl" --repo "$repo" fsck)"
+  record gc "$n" "$(best_of "$bin/cfsctl" --repo "$repo" gc)"
   objects=$(find "$repo/objects" -type f | wc -l)
   [[ $objects -ge $((n * 9 / 10)) ]] || { echo "error: $objects objects for $n entries" >&2; exit 1; }
   rm -rf "$work/tree" "$repo"
