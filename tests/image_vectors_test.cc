@@ -9,6 +9,7 @@
 
 #include "composefs-cpp/base/hex.h"
 #include "composefs-cpp/dump/dump.h"
+#include "composefs-cpp/erofs/encode.h"
 #include "composefs-cpp/erofs/writer.h"
 #include "test_util.h"
 
@@ -32,6 +33,31 @@ std::string load_dump(const std::string& name) {
     return r.out;
   }
   return test::read_file(path);
+}
+
+// The table that decides which xattrs are shared: entries in order of first
+// appearance, counts per (key, value), through growth from a small start and
+// with the hashes given in advance as the writers give them.
+TEST(XattrTable, CountsPairsInFirstSeenOrderAcrossGrowth) {
+  erofs::detail::XattrTable table(1);
+  std::vector<std::string> values;
+  for (int i = 0; i < 5000; i++) values.push_back(std::to_string(i) + "v");
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < 5000; i++) {
+      if (round == 2 && i % 2) continue;  // odd values twice, even ones three times
+      std::string_view key = i % 3 ? "user.a" : "user.b";
+      uint64_t h = erofs::detail::XattrTable::hash(key, values[i]);
+      table.prefetch(h);
+      EXPECT_EQ(table.add(key, values[i], h), static_cast<uint32_t>(i));
+    }
+  EXPECT_EQ(table.add("user.c", "0v"), 5000U);  // same value, other key
+  auto& entries = table.entries();
+  ASSERT_EQ(entries.size(), 5001U);
+  for (int i = 0; i < 5000; i++) {
+    EXPECT_EQ(entries[i].value, values[i]);
+    EXPECT_EQ(entries[i].count, i % 2 ? 2U : 3U) << i;
+  }
+  EXPECT_EQ(entries[5000].count, 1U);
 }
 
 // Vectors the reference parses without CFS_PARSE_STRICT.

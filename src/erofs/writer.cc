@@ -224,7 +224,9 @@ Status Writer::collect() {
       w.symlink = &*src->payload;
       w.size = src->payload->size();  // a symlink's size is its target's length
     }
-    w.xattrs.reserve(src->xattrs.size());
+    // Room for the metacopy and redirect of an external file too: a vector
+    // grown in the monotonic arena leaves its old buffer behind.
+    w.xattrs.reserve(src->xattrs.size() + (w.external() ? 2 : 0));
     for (auto& x : src->xattrs) w.xattrs.push_back({x.key, x.value});
   };
   add(root, 0);
@@ -377,8 +379,17 @@ void Writer::compute_shared_xattrs() {
   size_t n_xattrs = 0;
   for (uint32_t i : order_) n_xattrs += nodes_[i].xattrs.size();
   XattrTable table(n_xattrs);
+  std::vector<uint64_t> hashes;
+  hashes.reserve(n_xattrs);
   for (uint32_t i : order_)
-    for (auto& x : nodes_[i].xattrs) x.entry = table.add(x.key, x.value);
+    for (auto& x : nodes_[i].xattrs) hashes.push_back(XattrTable::hash(x.key, x.value));
+  size_t k = 0;
+  for (uint32_t i : order_)
+    for (auto& x : nodes_[i].xattrs) {
+      if (k + XattrTable::kPrefetchAhead < n_xattrs)
+        table.prefetch(hashes[k + XattrTable::kPrefetchAhead]);
+      x.entry = table.add(x.key, x.value, hashes[k++]);
+    }
   auto& entries = table.entries();
   std::vector<uint32_t> multi;
   for (uint32_t e = 0; e < entries.size(); e++)

@@ -195,11 +195,14 @@ inline ChunkInfo chunking(uint64_t size) {
 
 // Counts (key, value) pairs without a heap node per entry: an open-addressing
 // table of indexes into a flat entry vector (images have ~2 xattrs per file).
+// Each slot carries 32 bits of the hash beside the index, so a probe touches
+// an entry only when the tags match: at a million files almost every pair
+// (redirect, metacopy) is new, and the table and entries are far larger than
+// the caches, so the cost is the memory accesses per pair.
 class XattrTable {
  public:
   struct Entry {
     std::string_view key, value;
-    uint64_t hash;
     uint32_t count = 0;
     int64_t offset = -1;  // in the shared table, when shared
   };
@@ -209,42 +212,58 @@ class XattrTable {
     slots_.assign(cap, kEmpty);
     entries_.reserve(expected);
   }
+  static uint64_t hash(std::string_view key, std::string_view value) {
+    return std::hash<std::string_view>()(key) * 0x9E3779B97F4A7C15ULL ^
+           std::hash<std::string_view>()(value);
+  }
   uint32_t add(std::string_view key, std::string_view value) {
-    uint64_t h = std::hash<std::string_view>()(key) * 0x9E3779B97F4A7C15ULL ^
-                 std::hash<std::string_view>()(value);
+    return add(key, value, hash(key, value));
+  }
+  // `h` must be hash(key, value).
+  uint32_t add(std::string_view key, std::string_view value, uint64_t h) {
     size_t mask = slots_.size() - 1;
+    uint64_t tag = h & kTagMask;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-      uint32_t e = slots_[i];
-      if (e == kEmpty) {
-        e = static_cast<uint32_t>(entries_.size());
-        entries_.push_back({key, value, h});
-        slots_[i] = e;
-        entries_[e].count = 1;
+      uint64_t slot = slots_[i];
+      if (slot == kEmpty) {
+        auto e = static_cast<uint32_t>(entries_.size());
+        entries_.push_back({key, value, 1});
+        slots_[i] = tag | e;
         if (entries_.size() * 2 > slots_.size()) grow();
         return e;
       }
+      if ((slot & kTagMask) != tag) continue;
+      auto e = static_cast<uint32_t>(slot);
       Entry& x = entries_[e];
-      if (x.hash == h && x.key == key && x.value == value) {
+      if (x.key == key && x.value == value) {
         x.count++;
         return e;
       }
     }
   }
+  // Fetches the slot a later add() with hash `h` starts at: callers that
+  // know the hashes a few pairs ahead hide the memory latency of each probe.
+  void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & (slots_.size() - 1)]); }
+  static constexpr size_t kPrefetchAhead = 16;
   std::vector<Entry>& entries() { return entries_; }
 
  private:
-  static constexpr uint32_t kEmpty = UINT32_MAX;
+  static constexpr uint64_t kEmpty = UINT64_MAX;  // no tag | index pair is all ones
+  static constexpr uint64_t kTagMask = 0xFFFFFFFF00000000ULL;
   void grow() {
-    std::vector<uint32_t> old(slots_.size() * 2, kEmpty);
+    std::vector<uint64_t> old(slots_.size() * 2, kEmpty);
     old.swap(slots_);
     size_t mask = slots_.size() - 1;
-    for (uint32_t e = 0; e < entries_.size(); e++) {
-      size_t i = entries_[e].hash & mask;
+    for (uint64_t slot : old) {
+      if (slot == kEmpty) continue;
+      const Entry& x = entries_[static_cast<uint32_t>(slot)];
+      uint64_t h = hash(x.key, x.value);
+      size_t i = h & mask;
       while (slots_[i] != kEmpty) i = (i + 1) & mask;
-      slots_[i] = e;
+      slots_[i] = slot;
     }
   }
-  std::vector<uint32_t> slots_;
+  std::vector<uint64_t> slots_;
   std::vector<Entry> entries_;
 };
 
