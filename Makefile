@@ -3,9 +3,10 @@
 #   make test   install missing packages, build, run every test (also under ASan/UBSan)
 #   make build  install missing packages (or say which), build (Release); the
 #               tools land in build/bin/
-#   make e2e    the long VM suites (label e2e: the 6.1 row of the kernel matrix,
-#               the UKI smoke boot, the full chain on Debian with systemd), after
-#               make test, which ran the 6.12 and 7.x rows and the minimal chain
+#   make e2e    the long VM suites (label e2e: the 6.1 and 6.12 rows of the
+#               kernel matrix, the UKI smoke boot, the full chain on Debian with
+#               systemd), after make test, which ran the 7.x row and the minimal
+#               chain (on 6.12)
 #   make lint   clang-format and clang-tidy (.clang-tidy) over the sources
 #   make install [PREFIX=/usr/local] [DESTDIR=]  tools, headers, libraries,
 #               CMake package and pkg-config file (mount.composefs in /sbin)
@@ -52,7 +53,7 @@ $(ASAN_BUILD)/.configured: | deps
 build-asan: deps $(ASAN_BUILD)/.configured
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# The 6.1 VM row (label e2e) is left to make e2e.  The sanitizer run covers
+# The 6.1 and 6.12 VM rows (label e2e) are left to make e2e.  The sanitizer run covers
 # our code, not the oracles around it: it leaves out what runs in qemu (the
 # kernel matrix and the UKI boot: sanitized tools under TCG only double their
 # time), the libselinux oracle over a whole Debian tree (selinux_test covers
