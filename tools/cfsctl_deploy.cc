@@ -3,6 +3,7 @@
 
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -125,6 +126,16 @@ std::shared_ptr<Options> add_commands(CLI::App& app) {
 
 namespace {
 
+// umount(2), waiting out a short EBUSY (a reference the kernel drops just
+// after the last close), then an error naming the mount point.
+Status unmount(const std::string& dir) {
+  for (int i = 0;; i++) {
+    if (::umount(dir.c_str()) == 0) return {};
+    if (errno != EBUSY || i == 50) return sys_error("unmounting " + dir);
+    ::usleep(100'000);
+  }
+}
+
 Result<std::string> install_to_disk(Options* o, bool insecure) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -196,11 +207,19 @@ Result<std::string> install_to_disk(Options* o, bool insecure) {
           fs::remove_all(de.path(), ec);
       }
       ::sync();
-      if (mounted) ::umount((mnt + "/boot").c_str());
+      if (mounted) {
+        Status u = unmount(mnt + "/boot");
+        if (!u && out) out = tl::unexpected(u.error());
+      }
     }
-    ::umount(mnt.c_str());
+    Status u = unmount(mnt);
+    if (!u) {
+      // Still mounted: the directory is the installed root, never removed.
+      if (out) out = tl::unexpected(u.error());
+      return out;
+    }
   }
-  fs::remove_all(mnt, ec);
+  fs::remove(mnt, ec);  // the empty mount point only
   detach();
   return out;
 }
