@@ -155,11 +155,16 @@ umoci init --layout "$oci"
 umoci new --image "$oci:base"
 umoci unpack --image "$oci:base" "$work/bundle" >/dev/null
 rootfs=$work/bundle/rootfs
-mkdir -p "$rootfs"/{bin,sbin,etc,var,usr/bin,usr/share/chain,boot,sysroot,proc,sys,dev,run,tmp}
+skeleton=(bin sbin etc var usr/bin usr/share/chain boot sysroot proc sys dev run tmp)
+mkdir -p "${skeleton[@]/#/$rootfs/}"
 cp /bin/busybox "$rootfs/bin/busybox"
 elf "$rootfs" "$cfsctl"
 mv "$rootfs$cfsctl" "$rootfs/usr/bin/cfsctl"
 rmdir -p "$rootfs$build/bin" 2>/dev/null || true
+# rmdir -p goes on through the image's own empty directories: with the build
+# under /var/tmp it took /var with it, and setup-root then had no /var to
+# bind the deployment's onto (a fresh clone in /var/tmp failed every boot).
+mkdir -p "${skeleton[@]/#/$rootfs/}"
 head -c 200000 /dev/urandom >"$rootfs/usr/share/chain/data"
 data_sum=$(sha256sum "$rootfs/usr/share/chain/data" | cut -d' ' -f1)
 printf 'the image default\n' >"$rootfs/etc/chain-local"
