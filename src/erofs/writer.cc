@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory_resource>
+#include <ranges>
 #include <unordered_map>
 
 #include "composefs-cpp/erofs/encode.h"
@@ -379,17 +380,9 @@ void Writer::compute_shared_xattrs() {
   size_t n_xattrs = 0;
   for (uint32_t i : order_) n_xattrs += nodes_[i].xattrs.size();
   XattrTable table(n_xattrs);
-  std::vector<uint64_t> hashes;
-  hashes.reserve(n_xattrs);
-  for (uint32_t i : order_)
-    for (auto& x : nodes_[i].xattrs) hashes.push_back(XattrTable::hash(x.key, x.value));
-  size_t k = 0;
-  for (uint32_t i : order_)
-    for (auto& x : nodes_[i].xattrs) {
-      if (k + XattrTable::kPrefetchAhead < n_xattrs)
-        table.prefetch(hashes[k + XattrTable::kPrefetchAhead]);
-      x.entry = table.add(x.key, x.value, hashes[k++]);
-    }
+  table.add_all(order_ |
+                std::views::transform([&](uint32_t i) -> auto& { return nodes_[i].xattrs; }) |
+                std::views::join);
   auto& entries = table.entries();
   std::vector<uint32_t> multi;
   for (uint32_t e = 0; e < entries.size(); e++)

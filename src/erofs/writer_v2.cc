@@ -323,14 +323,7 @@ Status V2Writer::add_xattrs(Ino& in) {
 
 Status V2Writer::share() {
   XattrTable table(xattrs_.size());
-  std::vector<uint64_t> hashes;
-  hashes.reserve(xattrs_.size());
-  for (auto& x : xattrs_) hashes.push_back(XattrTable::hash(x.key, x.value));
-  for (size_t k = 0; k < xattrs_.size(); k++) {
-    if (k + XattrTable::kPrefetchAhead < xattrs_.size())
-      table.prefetch(hashes[k + XattrTable::kPrefetchAhead]);
-    xattrs_[k].entry = table.add(xattrs_[k].key, xattrs_[k].value, hashes[k]);
-  }
+  table.add_all(xattrs_);
   table_ = std::move(table.entries());
   // A pair on two inodes is shared (each inode names a key once).
   struct Shared {

@@ -248,9 +248,10 @@ check_boot() {  # NAME VERSION DIGEST
   grep -E '^CFS-E2E-' "$log" | cut -c1-200 | sed 's/^/  console: /' || true
   if ((fails)); then
     # The first kernel warning or oops, which the tail of a panic scrolls off.
-    if grep -qE '(WARNING:|BUG:|Oops:|Kernel panic)' "$log"; then
+    local oops
+    if oops=$(grep -m1 -B2 -A40 -E '(WARNING:|BUG:|Oops:|Kernel panic)' "$log"); then
       echo "--- serial console ($n), the first kernel warning or oops:"
-      grep -m1 -B2 -A40 -E '(WARNING:|BUG:|Oops:|Kernel panic)' "$log"
+      echo "$oops"
     fi
     echo "--- serial console ($n), last lines:"
     tail -n 60 "$log"

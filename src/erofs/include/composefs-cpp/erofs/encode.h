@@ -212,13 +212,32 @@ class XattrTable {
     slots_.assign(cap, kEmpty);
     entries_.reserve(expected);
   }
+  // Counts every element of `xs` (a multi-pass range of structs with key,
+  // value and entry, which receives its entry's index), all hashed first so
+  // that the slot kPrefetchAhead elements on is fetched while this one is
+  // probed: the memory latency of each probe is hidden behind the others.
+  template <class Range>
+  void add_all(Range&& xs) {
+    std::vector<uint64_t> hashes;
+    hashes.reserve(entries_.capacity());  // the expected count
+    for (auto& x : xs) hashes.push_back(hash(x.key, x.value));
+    size_t k = 0;
+    for (auto& x : xs) {
+      if (k + kPrefetchAhead < hashes.size()) prefetch(hashes[k + kPrefetchAhead]);
+      x.entry = add(x.key, x.value, hashes[k++]);
+    }
+  }
+  std::vector<Entry>& entries() { return entries_; }
+
+ private:
+  static constexpr size_t kPrefetchAhead = 16;
+  static constexpr uint64_t kEmpty = UINT64_MAX;  // no tag | index pair is all ones
+  static constexpr uint64_t kTagMask = 0xFFFFFFFF00000000ULL;
   static uint64_t hash(std::string_view key, std::string_view value) {
     return std::hash<std::string_view>()(key) * 0x9E3779B97F4A7C15ULL ^
            std::hash<std::string_view>()(value);
   }
-  uint32_t add(std::string_view key, std::string_view value) {
-    return add(key, value, hash(key, value));
-  }
+  void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & (slots_.size() - 1)]); }
   // `h` must be hash(key, value).
   uint32_t add(std::string_view key, std::string_view value, uint64_t h) {
     size_t mask = slots_.size() - 1;
@@ -241,15 +260,6 @@ class XattrTable {
       }
     }
   }
-  // Fetches the slot a later add() with hash `h` starts at: callers that
-  // know the hashes a few pairs ahead hide the memory latency of each probe.
-  void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & (slots_.size() - 1)]); }
-  static constexpr size_t kPrefetchAhead = 16;
-  std::vector<Entry>& entries() { return entries_; }
-
- private:
-  static constexpr uint64_t kEmpty = UINT64_MAX;  // no tag | index pair is all ones
-  static constexpr uint64_t kTagMask = 0xFFFFFFFF00000000ULL;
   void grow() {
     std::vector<uint64_t> old(slots_.size() * 2, kEmpty);
     old.swap(slots_);
