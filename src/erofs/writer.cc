@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstring>
 #include <memory_resource>
-#include <ranges>
 #include <unordered_map>
 
 #include "composefs-cpp/erofs/encode.h"
@@ -380,9 +379,10 @@ void Writer::compute_shared_xattrs() {
   size_t n_xattrs = 0;
   for (uint32_t i : order_) n_xattrs += nodes_[i].xattrs.size();
   XattrTable table(n_xattrs);
-  table.add_all(order_ |
-                std::views::transform([&](uint32_t i) -> auto& { return nodes_[i].xattrs; }) |
-                std::views::join);
+  table.add_all([&](auto&& f) {
+    for (uint32_t i : order_)
+      for (auto& x : nodes_[i].xattrs) f(x);
+  });
   auto& entries = table.entries();
   std::vector<uint32_t> multi;
   for (uint32_t e = 0; e < entries.size(); e++)

@@ -323,7 +323,9 @@ Status V2Writer::add_xattrs(Ino& in) {
 
 Status V2Writer::share() {
   XattrTable table(xattrs_.size());
-  table.add_all(xattrs_);
+  table.add_all([&](auto&& f) {
+    for (auto& x : xattrs_) f(x);
+  });
   table_ = std::move(table.entries());
   // A pair on two inodes is shared (each inode names a key once).
   struct Shared {

@@ -212,20 +212,21 @@ class XattrTable {
     slots_.assign(cap, kEmpty);
     entries_.reserve(expected);
   }
-  // Counts every element of `xs` (a multi-pass range of structs with key,
-  // value and entry, which receives its entry's index), all hashed first so
-  // that the slot kPrefetchAhead elements on is fetched while this one is
-  // probed: the memory latency of each probe is hidden behind the others.
-  template <class Range>
-  void add_all(Range&& xs) {
+  // Counts every pair that `for_each(f)` passes to f in turn (structs with
+  // key, value and entry, which receives its entry's index; for_each runs
+  // twice and must give the same sequence). All are hashed first, so that
+  // the slot kPrefetchAhead pairs on is fetched while this one is probed:
+  // the memory latency of each probe is hidden behind the others.
+  template <class ForEach>
+  void add_all(ForEach&& for_each) {
     std::vector<uint64_t> hashes;
     hashes.reserve(entries_.capacity());  // the expected count
-    for (auto& x : xs) hashes.push_back(hash(x.key, x.value));
+    for_each([&](auto& x) { hashes.push_back(hash(x.key, x.value)); });
     size_t k = 0;
-    for (auto& x : xs) {
+    for_each([&](auto& x) {
       if (k + kPrefetchAhead < hashes.size()) prefetch(hashes[k + kPrefetchAhead]);
       x.entry = add(x.key, x.value, hashes[k++]);
-    }
+    });
   }
   std::vector<Entry>& entries() { return entries_; }
 
