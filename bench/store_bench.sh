@@ -7,9 +7,14 @@
 #          mkcomposefs --digest-store of DIR into an empty store
 # each timed up to the data being on disk (`sync -f` of the filesystem is
 # part of the timed command: cfsctl calls syncfs itself, mkcomposefs does
-# not).  cp -a of the tree is timed too: as many files created, no hashing,
-# the floor for a store of many small files.  The source tree is read from
-# the page cache.  Prints MB/s of object bytes and the ratio dd rate / ours.
+# not).  Two floors for a store of many files, next to dd's one file:
+#   files  bench/write_floor: files of the objects' sizes written from memory
+#          the way a store writes them (O_TMPFILE, linked into objects/xx/,
+#          on every core, one syncfs): the filesystem's cost of creating
+#          them, with nothing read or hashed
+#   cp -a  of the tree (its own file per object, read, not hashed)
+# The source tree is read from the page cache.  Prints MB/s of object bytes,
+# the ratio dd rate / ours and ours / the file floor.
 #
 # As root, every run writes to a freshly made ext4 (bench/lib.sh fresh_fs).
 #
@@ -27,7 +32,9 @@ find "$dir" -xdev -type f -print0 2>/dev/null | xargs -0 cat >/dev/null 2>&1 || 
 repo=$work/repo store=$work/store
 "$bin/cfsctl" --repo "$repo" init --insecure --algorithm fsverity-sha256-12 >/dev/null
 "$bin/cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root "$dir" probe >/dev/null
-bytes=$(find "$repo/objects" -type f -printf '%s\n' | awk '{s += $1} END{print s}')
+sizes=$work/sizes  # stays where it is when $work becomes a fresh ext4
+find "$repo/objects" -type f -printf '%s\n' >"$sizes"
+bytes=$(awk '{s += $1} END{print s}' "$sizes")
 objects=$(find "$repo/objects" -type f | wc -l)
 rm -rf "$repo"
 mb=$(calc "$bytes / 1e6")
@@ -38,6 +45,8 @@ sync -f "$work"
 
 BEFORE="$fresh; rm -f '$work/dd'; sync -f '$work'"
 disk=$(best_of dd if=/dev/zero of="$work/dd" bs=1M count=$(((bytes + 1048575) >> 20)) conv=fsync status=none)
+BEFORE="$fresh; rm -rf '$work/wf'; sync -f '$work'"
+files=$(best_of "$build/bench/write_floor" "$sizes" "$work/wf")
 # The same files written by cp -a (its own file per object, no hashing): the
 # filesystem's cost of creating this many files, next to dd's raw bandwidth.
 BEFORE="$fresh; rm -rf '$work/cp'; sync -f '$work'"
@@ -50,7 +59,7 @@ if [[ -n $ref ]]; then
   rf=$(best_of sh -c "'$ref' --digest-store='$store' '$dir' '$work/a.img' && sync -f '$work'")
 fi
 unset BEFORE
-rm -rf "$repo" "$store" "$work/dd" "$work/cp"
+rm -rf "$repo" "$store" "$work/dd" "$work/cp" "$work/wf"
 
 row() {  # name result
   printf '%-40s %6.2f s wall %6.2f s CPU %4s MiB  %6.1f MB/s\n' "$1" "$(secs "$2")" "$(cpu "$2")" \
@@ -58,6 +67,7 @@ row() {  # name result
 }
 echo
 row "dd conv=fsync (the disk)" "$disk"
+row "write_floor (the files, from memory)" "$files"
 row "cp -a of the tree (the files, unhashed)" "$cp"
 row "cfsctl create-image, fresh repository" "$ci"
 row "mkcomposefs --digest-store, fresh store" "$mk"
@@ -70,5 +80,7 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 result "cfsctl create-image: dd rate / ours" "$(calc "$(secs "$ci") / $(secs "$disk")")" $goal ""
 result "mkcomposefs --digest-store: dd rate / ours" "$(calc "$(secs "$mk") / $(secs "$disk")")" $goal ""
+result "cfsctl create-image: ours / file floor" "$(calc "$(secs "$ci") / $(secs "$files")")" $goal ""
+result "mkcomposefs --digest-store: ours / floor" "$(calc "$(secs "$mk") / $(secs "$files")")" $goal ""
 printf '%-44s %5.2fx (cfsctl) %5.2fx (mkcomposefs)\n' "ours / cp -a:" \
   "$(calc "$(secs "$ci") / $(secs "$cp")")" "$(calc "$(secs "$mk") / $(secs "$cp")")"

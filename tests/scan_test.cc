@@ -336,7 +336,7 @@ TEST(Scan, DigestStoreVerifiesWhatItStores) {
   auto fd = open_at(AT_FDCWD, tmp / "src", O_RDONLY);
   ASSERT_TRUE(fd);
   fsverity::Digest wrong = fsverity::digest_of(std::string(10000, 'b'));
-  auto st = store->store(fd->get(), data.size(), wrong);
+  auto st = store->store({fd->get(), data.size(), {}}, wrong);
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), Errc::VerityMismatch) << st.error().message();
   EXPECT_FALSE(std::filesystem::exists(tmp / ("objects/" + wrong.object_path())));
@@ -345,8 +345,70 @@ TEST(Scan, DigestStoreVerifiesWhatItStores) {
   // The right digest is stored.
   fsverity::Digest right = fsverity::digest_of(data);
   ASSERT_EQ(::lseek(fd->get(), 0, SEEK_SET), 0);
-  ASSERT_TRUE(store->store(fd->get(), data.size(), right));
+  ASSERT_TRUE(store->store({fd->get(), data.size(), {}}, right));
   EXPECT_EQ(test::read_file(tmp / ("objects/" + right.object_path())), data);
+}
+
+// Bytes the scan hashed are stored as they are, not read again: the file
+// changed since is not what lands under their digest.  (Where the store
+// reflinks the file instead, the copy is checked and refused.)
+TEST(Scan, DigestStoreWritesTheBytesItWasGiven) {
+  test::TempDir tmp;
+  auto store = DigestStore::open(tmp / "objects");
+  ASSERT_TRUE(store) << store.error().message();
+  std::string hashed(20000, 'h');
+  test::write_file(tmp / "src", std::string(20000, 'x'));
+  auto fd = open_at(AT_FDCWD, tmp / "src", O_RDONLY);
+  ASSERT_TRUE(fd);
+  fsverity::Digest d = fsverity::digest_of(hashed);
+  auto bytes = std::span(reinterpret_cast<const uint8_t*>(hashed.data()), hashed.size());
+  auto st = store->store({fd->get(), hashed.size(), bytes}, d);
+  auto object = tmp / ("objects/" + d.object_path());
+  if (st) {
+    EXPECT_EQ(test::read_file(object), hashed);
+  } else {
+    EXPECT_EQ(st.error().code(), Errc::VerityMismatch) << st.error().message();
+    EXPECT_FALSE(std::filesystem::exists(object));
+  }
+}
+
+// Files on both sides of the size up to which the scan reads a file whole
+// (8 MiB with two workers), and a sparse one, are stored with their
+// content under their digest.
+TEST(Scan, DigestStoreHoldsFilesReadWholeAndStreamed) {
+  test::TempDir tmp;
+  ::mkdir((tmp / "src").c_str(), 0755);
+  std::vector<std::pair<std::string, std::string>> files;
+  for (size_t size : {size_t{70000}, (size_t{8} << 20) - 2, (size_t{8} << 20) - 1, size_t{8} << 20,
+                      (size_t{9} << 20) + 5}) {
+    std::string data(size, '\0');
+    for (size_t i = 0; i < size; i++) data[i] = static_cast<char>((i * 2654435761u) >> 13);
+    files.emplace_back(fmt::format("f{}", size), std::move(data));
+  }
+  for (auto& [name, data] : files) test::write_file(tmp / ("src/" + name), data);
+  {
+    UniqueFd f(::open((tmp / "src/sparse").c_str(), O_WRONLY | O_CREAT, 0644));
+    ASSERT_TRUE(f.valid());
+    ASSERT_EQ(::pwrite(f.get(), "end", 3, 20 << 20), 3);
+    std::string data(size_t{20} << 20, '\0');
+    data += "end";
+    files.emplace_back("sparse", std::move(data));
+  }
+  auto store = DigestStore::open(tmp / "objects");
+  ASSERT_TRUE(store) << store.error().message();
+  Options o;
+  o.threads = 2;
+  const DigestStore* sp = &*store;
+  o.store = [sp](const ObjectSource& src, const fsverity::Digest& d) { return sp->store(src, d); };
+  auto tree = scan_directory(tmp / "src", o);
+  ASSERT_TRUE(tree) << tree.error().message();
+  for (auto& [name, data] : files) {
+    fsverity::Digest d = fsverity::digest_of(data);
+    const Node* n = tree->root()->find_child(name);
+    ASSERT_NE(n, nullptr) << name;
+    EXPECT_EQ(n->digest, d) << name;
+    EXPECT_EQ(test::read_file(tmp / ("objects/" + d.object_path())), data) << name;
+  }
 }
 
 }  // namespace

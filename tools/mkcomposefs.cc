@@ -80,8 +80,8 @@ Result<Tree> load_tree(const Args& a, std::optional<scan::DigestStore>& store) {
     CFS_TRY_ASSIGN(scan::DigestStore s, scan::DigestStore::open(a.digest_store));
     store.emplace(std::move(s));
     const scan::DigestStore* sp = &*store;
-    so.store = [sp](int fd, uint64_t size, const fsverity::Digest& d) {
-      return sp->store(fd, size, d);
+    so.store = [sp](const scan::ObjectSource& src, const fsverity::Digest& d) {
+      return sp->store(src, d);
     };
   }
   CFS_TRY_ASSIGN(Tree tree, scan::scan_directory(a.source, so));

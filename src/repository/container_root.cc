@@ -23,8 +23,12 @@ Result<Tree> read_container_root(const std::string& path, const RootOptions& opt
   }
   if (opts.repo) {
     Repository* repo = opts.repo;
-    so.store = [repo](int fd, uint64_t size, const fsverity::Digest& d) -> Status {
-      CFS_TRY(repo->store_object(fd, size, d));
+    so.store = [repo](const scan::ObjectSource& src, const fsverity::Digest& d) -> Status {
+      if (src.content.size() == src.size) {
+        CFS_TRY(repo->store_hashed(src.content, d, src.fd));
+      } else {
+        CFS_TRY(repo->store_object(src.fd, src.size, d));
+      }
       return {};
     };
   }

@@ -3,11 +3,14 @@
 
 #include <dirent.h>
 #include <fmt/ranges.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -34,23 +37,6 @@ Result<UniqueFd> reopen_ro(int fd) {
   int ro = ::open(proc_fd(fd).c_str(), O_RDONLY | O_CLOEXEC);
   if (ro < 0) return sys_error("cannot reopen a temporary file read-only");
   return UniqueFd(ro);
-}
-
-// Enables fs-verity where possible and returns the digest the content has
-// (measured by the kernel, or computed here where the filesystem lacks it;
-// then `*kernel` is false).
-Result<Digest> seal_and_measure(int ro_fd, HashAlg alg, bool* kernel) {
-  auto en = fsverity::enable(ro_fd, alg);
-  if (en) {
-    *kernel = true;
-    return fsverity::measure(ro_fd);
-  }
-  if (en.error().code() != Errc::Unsupported) return tl::unexpected(std::move(en.error()));
-  *kernel = false;
-  if (::lseek(ro_fd, 0, SEEK_SET) < 0) return sys_error("lseek");
-  fsverity::Params p;
-  p.alg = alg;
-  return fsverity::digest_of_fd(ro_fd, p);
 }
 
 Status enable_meta_verity(int ro_fd, HashAlg alg) {
@@ -178,6 +164,16 @@ Status reset_metadata(const std::string& path) {
 
 // ----------------------------------------------------------------- open
 
+struct Repository::WriteHints {
+  // An enable that said "unsupported": the filesystem has no fs-verity.
+  std::atomic<bool> no_kernel_verity{false};
+  // A reflink that could not be made (another filesystem, or none there).
+  std::atomic<bool> no_reflink{false};
+};
+
+Repository::Repository(Repository&&) noexcept = default;
+Repository& Repository::operator=(Repository&&) noexcept = default;
+
 Repository::~Repository() {
   // Closing the directory fd drops the flock.
 }
@@ -185,6 +181,7 @@ Repository::~Repository() {
 Result<Repository> Repository::open(const std::string& path, const OpenOptions& opts) {
   Repository r;
   r.path_ = path;
+  r.hints_ = std::make_unique<WriteHints>();
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT)
@@ -335,22 +332,45 @@ Result<bool> Repository::existing_object_ok(const Digest& d, uint64_t size, bool
   return m && *m == d;
 }
 
-Result<StoreResult> Repository::finish_object(TmpObject& tmp, uint64_t /*size*/, const Digest& d,
-                                              bool replace) {
+Result<StoreResult> Repository::finish_object(TmpObject& tmp, const Digest& d, bool replace,
+                                              bool hashed) {
   if (::fchmod(tmp.fd.get(), 0644) < 0) return sys_error("chmod");
-  CFS_TRY_ASSIGN(UniqueFd ro, reopen_ro(tmp.fd.get()));
-  tmp.fd.reset();  // no writer left: fs-verity can be enabled
-  bool kernel = false;
-  auto got = seal_and_measure(ro.get(), d.alg(), &kernel);
-  if (!got) return tl::unexpected(std::move(got.error()).context("object " + d.hex()));
-  if (!kernel && !insecure_)
-    return errorf(Errc::VerityMissing,
-                  "{}: the repository requires fs-verity but its filesystem does not support it",
-                  path_);
-  if (*got != d)
-    return errorf(Errc::VerityMismatch,
-                  "content changed while being stored: expected digest {}, stored content has {}",
-                  d.hex(), got->hex());
+  UniqueFd ro;
+  if (hashed && insecure_ && hints_->no_kernel_verity.load(std::memory_order_relaxed)) {
+    // Nothing to enable and nothing to check: the bytes are the ones hashed.
+    ro = std::move(tmp.fd);
+  } else {
+    CFS_TRY_ASSIGN(ro, reopen_ro(tmp.fd.get()));
+    tmp.fd.reset();  // no writer left: fs-verity can be enabled
+    auto en = fsverity::enable(ro.get(), d.alg());
+    Digest got = d;
+    if (en) {
+      auto m = fsverity::measure(ro.get());
+      if (!m) return tl::unexpected(std::move(m.error()).context("object " + d.hex()));
+      got = *m;
+    } else if (en.error().code() != Errc::Unsupported) {
+      return tl::unexpected(std::move(en.error()).context("object " + d.hex()));
+    } else {
+      hints_->no_kernel_verity.store(true, std::memory_order_relaxed);
+      if (!insecure_)
+        return errorf(Errc::VerityMissing,
+                      "{}: the repository requires fs-verity but its filesystem does not support it",
+                      path_);
+      if (!hashed) {
+        // Copied from a file that might have changed since it was hashed.
+        if (::lseek(ro.get(), 0, SEEK_SET) < 0) return sys_error("lseek");
+        fsverity::Params p;
+        p.alg = d.alg();
+        auto m = fsverity::digest_of_fd(ro.get(), p);
+        if (!m) return tl::unexpected(std::move(m.error()).context("object " + d.hex()));
+        got = *m;
+      }
+    }
+    if (got != d)
+      return errorf(Errc::VerityMismatch,
+                    "content changed while being stored: expected digest {}, stored content has {}",
+                    d.hex(), got.hex());
+  }
   std::string sub = d.hex().substr(0, 2);
   if (::mkdirat(objects_fd_.get(), sub.c_str(), 0755) < 0 && errno != EEXIST)
     return sys_error(fmt::format("cannot create objects/{}", sub));
@@ -401,7 +421,26 @@ Result<StoreResult> Repository::store_object(int fd, uint64_t size, const Digest
   if (ok) return StoreResult::AlreadyPresent;
   CFS_TRY_ASSIGN(TmpObject tmp, create_tmp());
   CFS_TRY(copy_file_data(fd, tmp.fd.get(), size));
-  return finish_object(tmp, size, expected, present);
+  return finish_object(tmp, expected, present, false);
+}
+
+Result<StoreResult> Repository::store_hashed(std::span<const uint8_t> content, const Digest& expected,
+                                             int src_fd) {
+  if (expected.alg() != alg())
+    return errorf(Errc::InvalidArgument, "a {} digest given to a {} repository",
+                  hash_name(expected.alg()), hash_name(alg()));
+  bool present = false;
+  CFS_TRY_ASSIGN(bool ok, existing_object_ok(expected, content.size(), &present));
+  if (ok) return StoreResult::AlreadyPresent;
+  CFS_TRY_ASSIGN(TmpObject tmp, create_tmp());
+  // A reflink shares the source's blocks instead of writing them again; its
+  // content is the file's now, so it is checked like a copy.
+  if (src_fd >= 0 && !hints_->no_reflink.load(std::memory_order_relaxed)) {
+    if (::ioctl(tmp.fd.get(), FICLONE, src_fd) == 0) return finish_object(tmp, expected, present, false);
+    hints_->no_reflink.store(true, std::memory_order_relaxed);
+  }
+  CFS_TRY(write_full(tmp.fd.get(), std::as_bytes(content)));
+  return finish_object(tmp, expected, present, true);
 }
 
 Result<Digest> Repository::store_bytes(std::span<const uint8_t> data) {
@@ -413,7 +452,7 @@ Result<Digest> Repository::store_bytes(std::span<const uint8_t> data) {
   if (ok) return d;
   CFS_TRY_ASSIGN(TmpObject tmp, create_tmp());
   CFS_TRY(write_full(tmp.fd.get(), std::as_bytes(data)));
-  CFS_TRY(finish_object(tmp, data.size(), d, present));
+  CFS_TRY(finish_object(tmp, d, present, true));
   return d;
 }
 

@@ -12,9 +12,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -153,6 +155,23 @@ bool same_time(const struct timespec& a, const struct timespec& b) {
 
 // Walks the tree on one thread while a pool hashes (and stores) the regular
 // files found so far: the walk is mostly syscalls, the hashing CPU.
+// A worker's read buffers: a chunk for hashing files as a stream, and, when
+// storing, one a file is read into whole, so the store writes what was hashed
+// instead of reading and hashing the file a second time.  That one grows to
+// the largest such file, up to Scanner::whole_max, and is never initialised.
+struct WorkerBuffers {
+  std::vector<uint8_t> chunk = std::vector<uint8_t>(fsverity::kReadChunk);
+  std::unique_ptr<uint8_t[]> whole;
+  size_t whole_cap = 0;
+  std::span<uint8_t> whole_for(size_t n) {
+    if (n > whole_cap) {
+      whole_cap = std::max<size_t>(std::bit_ceil(n), 64 << 10);
+      whole = std::make_unique_for_overwrite<uint8_t[]>(whole_cap);
+    }
+    return {whole.get(), n};
+  }
+};
+
 struct Scanner {
   Scanner(const Options& o, std::string root) : opts(o), root_path(std::move(root)) {}
   const Options& opts;
@@ -162,6 +181,8 @@ struct Scanner {
   std::map<std::pair<dev_t, ino_t>, std::vector<Node*>> inodes;  // --hardlinks
   std::vector<FileItem> deferred;  // --hardlinks: files with several links
   bool have_xattrat = true;        // used by the walking thread only
+  // Files under this size are read whole when stored (see WorkerBuffers).
+  uint64_t whole_max = 0;
 
   // Work queue: files in discovery order, consumed by index.
   std::mutex mu;
@@ -277,7 +298,7 @@ struct Scanner {
   // Hashes a file the walk found: the same file (device, inode, type and
   // size as the walk saw them), exactly its size in bytes, and unchanged
   // while it was read; anything else is an error, never a wrong digest.
-  Status hash_one(const FileItem& item, std::vector<uint8_t>& buf) {
+  Status hash_one(const FileItem& item, WorkerBuffers& buf) {
     Node* n = item.node;
     CFS_TRY_ASSIGN(UniqueFd fd, open_beneath(rootfd.get(), item.rel, O_RDONLY | O_NOCTTY, false));
     struct stat before, after;
@@ -292,6 +313,7 @@ struct Scanner {
     bool do_inline = n->size <= opts.inline_max;
     fsverity::Digest digest;
     uint64_t hashed = 0;
+    std::span<const uint8_t> whole;  // the content read whole, when it was
     if (do_inline) {
       // One byte more than the size tells a file that grew.
       std::string content(n->size + 1, '\0');
@@ -299,8 +321,14 @@ struct Scanner {
       content.resize(std::min<uint64_t>(hashed, n->size));
       digest = fsverity::digest_of(content, params);
       n->content = std::move(content);
+    } else if (opts.store && !item.sparse && n->size < whole_max) {
+      // Read once for both: the bytes hashed are the bytes the store writes.
+      std::span<uint8_t> all = buf.whole_for(n->size + 1);  // one more tells a file that grew
+      CFS_TRY_ASSIGN(hashed, pread_full(fd.get(), std::as_writable_bytes(all), 0));
+      whole = all.first(std::min<uint64_t>(hashed, n->size));
+      digest = fsverity::digest_of(whole, params);
     } else {
-      CFS_TRY_ASSIGN(digest, fsverity::digest_of_fd(fd.get(), params, item.sparse, buf));
+      CFS_TRY_ASSIGN(digest, fsverity::digest_of_fd(fd.get(), params, item.sparse, buf.chunk));
       off_t end = ::lseek(fd.get(), 0, SEEK_CUR);  // where hashing stopped: the bytes hashed
       if (end < 0) return sys_error("lseek");
       hashed = static_cast<uint64_t>(end);
@@ -315,8 +343,8 @@ struct Scanner {
     n->digest = digest;
     n->payload = digest.object_path();
     if (!do_inline && opts.store) {
-      if (::lseek(fd.get(), 0, SEEK_SET) < 0) return sys_error("lseek");
-      CFS_TRY(opts.store(fd.get(), n->size, digest));
+      if (whole.empty() && ::lseek(fd.get(), 0, SEEK_SET) < 0) return sys_error("lseek");
+      CFS_TRY(opts.store({fd.get(), n->size, whole}, digest));
     }
     return {};
   }
@@ -343,7 +371,7 @@ struct Scanner {
   }
 
   void work_loop() {
-    std::vector<uint8_t> buf(fsverity::kReadChunk);  // one read buffer per worker
+    WorkerBuffers buf;  // one set per worker
     for (;;) {
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return next_file < files.size() || walk_done || failed; });
@@ -382,6 +410,9 @@ Result<Tree> scan_directory(const std::string& path, const Options& opts) {
     if (!r) return tl::unexpected(std::move(r.error()).context(path));
   }
   unsigned nthreads = opts.threads ? opts.threads : default_threads();
+  // Reading a file whole saves a read and a hash of it; the buffers for that
+  // stay within 128 MiB however many workers there are.
+  s.whole_max = std::clamp<uint64_t>((128 << 20) / nthreads, 1 << 20, 8 << 20);
   std::vector<std::jthread> workers;
   // With one thread the walk and the hashing take turns.
   for (unsigned t = 1; t < nthreads; t++) {
@@ -417,7 +448,7 @@ Result<DigestStore> DigestStore::open(const std::string& dir) {
   return DigestStore(std::move(fd));
 }
 
-Status DigestStore::store(int fd, uint64_t size, const fsverity::Digest& digest) const {
+Status DigestStore::store(const ObjectSource& src, const fsverity::Digest& digest) const {
   std::string hex = digest.hex();
   std::string sub = hex.substr(0, 2);
   std::string rest = hex.substr(2);
@@ -433,7 +464,11 @@ Status DigestStore::store(int fd, uint64_t size, const fsverity::Digest& digest)
   auto cleanup = [&] {
     if (!tmp_name.empty()) ::unlinkat(subfd.get(), tmp_name.c_str(), 0);
   };
-  auto st_copy = copy_file_data(fd, tmpfd.get(), size);
+  // Bytes the scan hashed are written as they are; a reflink or a copy of
+  // the file is checked below, as the file may have changed since.
+  bool hashed = src.content.size() == src.size && ::ioctl(tmpfd.get(), FICLONE, src.fd) < 0;
+  auto st_copy = hashed ? write_full(tmpfd.get(), std::as_bytes(src.content))
+                        : copy_file_data(src.fd, tmpfd.get(), src.size);
   if (!st_copy) {
     cleanup();
     return st_copy;
@@ -444,15 +479,18 @@ Status DigestStore::store(int fd, uint64_t size, const fsverity::Digest& digest)
   }
   // fs-verity needs a read-only fd with no writer: reopen, then enable.
   std::string proc = fmt::format("/proc/self/fd/{}", tmpfd.get());
+  bool enabled = false;
   if (UniqueFd ro(::open(proc.c_str(), O_RDONLY | O_CLOEXEC)); ro.valid()) {
-    tmpfd = std::move(ro);                              // closes the writable fd
-    (void)fsverity::enable(tmpfd.get(), digest.alg());  // best effort, as the reference
+    tmpfd = std::move(ro);  // closes the writable fd
+    enabled = fsverity::enable(tmpfd.get(), digest.alg()).has_value();  // best effort
   }
   // Verified as a repository verifies its objects (measured by the kernel,
-  // else hashed here): a source that changed after it was hashed never
-  // becomes an object under a name that is not its digest.
-  auto got = fsverity::measure(tmpfd.get());
-  if (!got) {
+  // else hashed here unless the bytes are the ones hashed): a source that
+  // changed after it was hashed never becomes an object under a name that is
+  // not its digest.
+  Result<fsverity::Digest> got = digest;
+  if (enabled || !hashed) got = fsverity::measure(tmpfd.get());
+  if (!got && !hashed) {
     fsverity::Params p;
     p.alg = digest.alg();
     if (::lseek(tmpfd.get(), 0, SEEK_SET) < 0) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -104,8 +105,8 @@ class Repository {
  public:
   static Result<Repository> open(const std::string& path, const OpenOptions& opts = {});
 
-  Repository(Repository&&) noexcept = default;
-  Repository& operator=(Repository&&) noexcept = default;
+  Repository(Repository&&) noexcept;
+  Repository& operator=(Repository&&) noexcept;
   ~Repository();
 
   const std::string& path() const { return path_; }
@@ -134,6 +135,13 @@ class Repository {
   // while it is stored is refused, never stored under a wrong name).  An
   // existing object of the right size is kept.  Thread-safe.
   Result<StoreResult> store_object(int fd, uint64_t size, const fsverity::Digest& expected);
+  // As store_object, from bytes the caller has read and hashed to `expected`:
+  // written as they are, with no second read or hash (the kernel still
+  // measures them where it has fs-verity).  `src_fd`, when given, is the file
+  // they came from, reflinked instead where the filesystem can (and then
+  // verified as store_object verifies).  Thread-safe.
+  Result<StoreResult> store_hashed(std::span<const uint8_t> content,
+                                   const fsverity::Digest& expected, int src_fd = -1);
   // Stores bytes, returning their digest.
   Result<fsverity::Digest> store_bytes(std::span<const uint8_t> data);
   // Opens an object read-only, checking its digest (by fs-verity, or in an
@@ -172,8 +180,10 @@ class Repository {
   Result<UniqueFd> open_beneath(const std::string& rel, int flags) const;
   struct TmpObject;
   Result<TmpObject> create_tmp() const;
-  Result<StoreResult> finish_object(TmpObject& tmp, uint64_t size, const fsverity::Digest& d,
-                                    bool replace);
+  // `hashed`: the temporary holds exactly the bytes that hashed to `d` (no
+  // user-space check needed).
+  Result<StoreResult> finish_object(TmpObject& tmp, const fsverity::Digest& d, bool replace,
+                                    bool hashed);
   // Whether the object exists and is sound enough to keep; false when it is
   // absent or must be replaced (wrong size, wrong or missing fs-verity).
   Result<bool> existing_object_ok(const fsverity::Digest& d, uint64_t size, bool* present) const;
@@ -184,6 +194,10 @@ class Repository {
   Metadata meta_;
   bool insecure_ = false;
   bool force_named_tmpfile_ = false;
+  // What writing objects has learnt about the filesystem, so later objects
+  // skip the calls that cannot succeed (behind a pointer: atomics don't move).
+  struct WriteHints;
+  std::unique_ptr<WriteHints> hints_;
   std::optional<uint32_t> erofs_override_;
   std::vector<std::string> unknown_ro_features_;
 };

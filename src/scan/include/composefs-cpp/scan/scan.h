@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "composefs-cpp/base/error.h"
@@ -16,10 +17,19 @@
 
 namespace cfs::scan {
 
+// One file for an ObjectStore.
+struct ObjectSource {
+  int fd = -1;  // the source file, read-only, at offset 0
+  uint64_t size = 0;
+  // Empty, or the whole content as the scan read it: exactly the bytes the
+  // digest was computed from, so the store writes them without reading or
+  // hashing the file again.
+  std::span<const uint8_t> content;
+};
+
 // Stores one file's content as an object (the digest store or a repository).
-// Called from worker threads; must be thread-safe.  `fd` is the source file
-// opened read-only at offset 0.
-using ObjectStore = std::function<Status(int fd, uint64_t size, const fsverity::Digest& digest)>;
+// Called from worker threads; must be thread-safe.
+using ObjectStore = std::function<Status(const ObjectSource& src, const fsverity::Digest& digest)>;
 
 struct Options {
   bool use_epoch = false;     // all mtimes 0
@@ -53,7 +63,7 @@ Result<Tree> scan_directory(const std::string& path, const Options& opts);
 class DigestStore {
  public:
   static Result<DigestStore> open(const std::string& dir);
-  Status store(int fd, uint64_t size, const fsverity::Digest& digest) const;
+  Status store(const ObjectSource& src, const fsverity::Digest& digest) const;
   // Flushes everything written so far to disk (one syncfs for the store).
   Status sync() const;
   int dirfd() const { return dirfd_.get(); }
