@@ -1,19 +1,23 @@
-// write_floor SIZES OUT [THREADS]: what creating a store's files costs the
-// filesystem, without reading or hashing anything: SIZES lists the objects'
+// write_floor [--hash] SIZES OUT [THREADS]: what creating a store's files
+// costs the filesystem, without reading anything: SIZES lists the objects'
 // sizes in bytes (one per line), and THREADS threads (default: the CPUs this
 // process may run on) write files of those sizes from one buffer in memory,
 // the way an object store does (an O_TMPFILE in OUT, written, then linked as
 // OUT/xx/<name>, spread over 256 subdirectories); the end is one syncfs of
-// OUT.  Prints "files bytes".  bench/store_bench.sh runs it with the sizes
-// of the store it measures, on the filesystem the stores are written to.
+// OUT.  With --hash each thread also hashes what it writes, as fs-verity's
+// leaf level does (SHA-256 of every 4 KiB block, OpenSSL's code): the floor
+// of a store that must name its objects by their content.  Prints "files
+// bytes".  bench/store_bench.sh runs it with the sizes of the store it
+// measures, on the filesystem the stores are written to.
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,11 +33,26 @@ unsigned cpus() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-bool write_one(int out, const char* buf, size_t chunk, off_t size, unsigned long i) {
+// SHA-256 of each 4 KiB block of [p, p + n), the last one zero-padded.
+void hash_blocks(EVP_MD_CTX* ctx, const char* p, size_t n) {
+  static const char zeros[4096] = {};
+  unsigned char md[EVP_MAX_MD_SIZE];
+  for (size_t off = 0; off < n; off += 4096) {
+    size_t len = std::min<size_t>(4096, n - off);
+    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+    EVP_DigestUpdate(ctx, p + off, len);
+    if (len < 4096) EVP_DigestUpdate(ctx, zeros, 4096 - len);
+    EVP_DigestFinal_ex(ctx, md, nullptr);
+  }
+}
+
+bool write_one(int out, const char* buf, size_t chunk, off_t size, unsigned long i,
+               EVP_MD_CTX* ctx) {
   int fd = ::openat(out, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
   if (fd < 0) return false;
   for (off_t done = 0; done < size;) {
     size_t n = static_cast<size_t>(std::min<off_t>(size - done, static_cast<off_t>(chunk)));
+    if (ctx) hash_blocks(ctx, buf, n);
     ssize_t w = ::write(fd, buf, n);
     if (w <= 0) {
       ::close(fd);
@@ -54,8 +73,13 @@ bool write_one(int out, const char* buf, size_t chunk, off_t size, unsigned long
 }  // namespace
 
 int main(int argc, char** argv) {
+  bool hash = argc > 1 && !std::strcmp(argv[1], "--hash");
+  if (hash) {
+    argv++;
+    argc--;
+  }
   if (argc < 3) {
-    std::fprintf(stderr, "usage: write_floor SIZES OUT [THREADS]\n");
+    std::fprintf(stderr, "usage: write_floor [--hash] SIZES OUT [THREADS]\n");
     return 2;
   }
   unsigned threads = argc > 3 ? static_cast<unsigned>(std::atoi(argv[3])) : cpus();
@@ -99,8 +123,10 @@ int main(int argc, char** argv) {
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < threads; t++)
     pool.emplace_back([&] {
+      EVP_MD_CTX* ctx = hash ? EVP_MD_CTX_new() : nullptr;
       for (size_t i; (i = next++) < sizes.size() && !failed;)
-        if (!write_one(out, buf.data(), chunk, sizes[i], i)) failed = true;
+        if (!write_one(out, buf.data(), chunk, sizes[i], i, ctx)) failed = true;
+      EVP_MD_CTX_free(ctx);
     });
   for (auto& t : pool) t.join();
   if (failed || ::syncfs(out) < 0) {

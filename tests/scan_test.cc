@@ -305,24 +305,40 @@ TEST(Scan, FileChangedAfterTheWalkIsAnError) {
        },
        "f"},
   };
-  for (auto& c : cases) {
-    test::TempDir tmp;
-    std::string f = tmp / "f";
-    test::write_file(f, std::string(4000, 'o'));
-    test::write_file(f + "-small", "tiny");
-    Options o;
-    o.threads = 1;
-    o.after_walk = [&] { c.change(f); };
-    test::FifoWatchdog dog({f});
-    auto r = scan_directory(tmp.path(), o);
-    EXPECT_FALSE(dog.fired()) << c.what << ": the scan blocked on the FIFO";
-    ASSERT_FALSE(r) << c.what;
-    std::string want_path = c.what == "an inline file grown" ? f + "-small" : f;
-    EXPECT_NE(r.error().message().find(want_path), std::string::npos)
-        << c.what << ": " << r.error().message();
-    EXPECT_NE(r.error().message().find(c.expect), std::string::npos)
-        << c.what << ": " << r.error().message();
-  }
+  // Without a store files are streamed; with one they are read whole.
+  for (bool stored : {false, true})
+    for (auto& c : cases) {
+      test::TempDir tmp, objects;
+      std::string f = tmp / "f";
+      test::write_file(f, std::string(4000, 'o'));
+      test::write_file(f + "-small", "tiny");
+      auto store = DigestStore::open(objects / "store");
+      ASSERT_TRUE(store) << store.error().message();
+      Options o;
+      o.threads = 1;
+      o.after_walk = [&] { c.change(f); };
+      if (stored)
+        o.store = [&](const ObjectSource& src, const fsverity::Digest& d) {
+          return store->store(src, d);
+        };
+      test::FifoWatchdog dog({f});
+      auto r = scan_directory(tmp.path(), o);
+      EXPECT_FALSE(dog.fired()) << c.what << ": the scan blocked on the FIFO";
+      ASSERT_FALSE(r) << c.what;
+      std::string want_path = c.what == "an inline file grown" ? f + "-small" : f;
+      EXPECT_NE(r.error().message().find(want_path), std::string::npos)
+          << c.what << ": " << r.error().message();
+      EXPECT_NE(r.error().message().find(c.expect), std::string::npos)
+          << c.what << ": " << r.error().message();
+      // Only an unchanged file's object may be there, under its digest.
+      for (auto& e : std::filesystem::recursive_directory_iterator(objects / "store")) {
+        if (!e.is_regular_file()) continue;
+        std::string content = test::read_file(e.path().string());
+        EXPECT_EQ(content, std::string(4000, 'o')) << c.what << ": " << e.path();
+        EXPECT_EQ(e.path().string(),
+                  objects / ("store/" + fsverity::digest_of(content).object_path()));
+      }
+    }
 }
 
 // An object whose content is not its digest (the source changed after it
@@ -370,6 +386,34 @@ TEST(Scan, DigestStoreWritesTheBytesItWasGiven) {
     EXPECT_EQ(st.error().code(), Errc::VerityMismatch) << st.error().message();
     EXPECT_FALSE(std::filesystem::exists(object));
   }
+}
+
+// The store keeps its xx/ directories open: one removed under it is made
+// again for the next object that belongs there.
+TEST(Scan, DigestStoreMakesARemovedDirectoryAgain) {
+  test::TempDir tmp;
+  auto store = DigestStore::open(tmp / "objects");
+  ASSERT_TRUE(store) << store.error().message();
+  std::string a = "first object", b;
+  fsverity::Digest da = fsverity::digest_of(a), db;
+  for (int i = 0;; i++) {
+    b = fmt::format("second object {}", i);
+    db = fsverity::digest_of(b);
+    if (db.bytes()[0] == da.bytes()[0]) break;
+  }
+  auto put = [&](const std::string& data, const fsverity::Digest& d) {
+    std::string src = tmp / "src";
+    test::write_file(src, data);
+    auto fd = open_at(AT_FDCWD, src, O_RDONLY);
+    EXPECT_TRUE(fd);
+    return store->store(
+        {fd->get(), data.size(), {reinterpret_cast<const uint8_t*>(data.data()), data.size()}}, d);
+  };
+  ASSERT_TRUE(put(a, da));
+  std::filesystem::remove_all(tmp / ("objects/" + da.hex().substr(0, 2)));
+  auto st = put(b, db);
+  ASSERT_TRUE(st) << st.error().message();
+  EXPECT_EQ(test::read_file(tmp / ("objects/" + db.object_path())), b);
 }
 
 // Files on both sides of the size up to which the scan reads a file whole

@@ -158,4 +158,36 @@ Result<UniqueFd> open_beneath(int dirfd, const std::string& rel, int flags, bool
   return sys_error(fmt::format("cannot open '{}'", rel));
 }
 
+FanoutDirs::FanoutDirs() {
+  for (auto& fd : fds_) fd.store(-1, std::memory_order_relaxed);
+}
+
+FanoutDirs::~FanoutDirs() {
+  for (auto& fd : fds_)
+    if (int f = fd.load(std::memory_order_relaxed); f >= 0) ::close(f);
+}
+
+Result<int> FanoutDirs::get(int parent, uint8_t index, bool create, bool reopen) {
+  std::atomic<int>& slot = fds_[index];
+  int fd = slot.load(std::memory_order_acquire);
+  if (fd >= 0 && !reopen) return fd;
+  std::string sub = fmt::format("{:02x}", index);
+  if (create && ::mkdirat(parent, sub.c_str(), 0755) < 0 && errno != EEXIST)
+    return sys_error(fmt::format("cannot create {}", sub));
+  auto opened = open_beneath(parent, sub, O_RDONLY | O_DIRECTORY, false);
+  if (!opened) {
+    if (!create && opened.error().sys_errno() == ENOENT) return -1;
+    return tl::unexpected(std::move(opened.error()));
+  }
+  if (reopen) {
+    int old = slot.exchange(opened->get(), std::memory_order_acq_rel);
+    std::lock_guard g(retired_mu_);
+    if (old >= 0) retired_.emplace_back(old);
+    return opened->release();
+  }
+  if (slot.compare_exchange_strong(fd, opened->get(), std::memory_order_acq_rel))
+    return opened->release();
+  return fd;  // another thread opened it first (ours is closed)
+}
+
 }  // namespace cfs

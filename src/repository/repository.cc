@@ -18,6 +18,7 @@
 #include <random>
 
 #include "composefs-cpp/base/copy.h"
+#include "composefs-cpp/base/dir.h"
 #include "composefs-cpp/repository/names.h"
 #include "composefs-cpp/repository/walk.h"
 #include "composefs-cpp/tree/tree.h"
@@ -169,6 +170,8 @@ struct Repository::WriteHints {
   std::atomic<bool> no_kernel_verity{false};
   // A reflink that could not be made (another filesystem, or none there).
   std::atomic<bool> no_reflink{false};
+  // objects/xx, kept open.
+  FanoutDirs subdirs;
 };
 
 Repository::Repository(Repository&&) noexcept = default;
@@ -309,26 +312,31 @@ Result<Repository::TmpObject> Repository::create_tmp() const {
   return t;
 }
 
+Result<int> Repository::object_subdir(const Digest& d, bool create, bool reopen) const {
+  auto fd = hints_->subdirs.get(objects_fd_.get(), d.bytes()[0], create, reopen);
+  if (!fd) return tl::unexpected(std::move(fd.error()).context("objects/"));
+  return *fd;
+}
+
 Result<bool> Repository::existing_object_ok(const Digest& d, uint64_t size, bool* present) const {
-  std::string rel = d.object_path();
-  struct stat st;
   *present = false;
-  auto path = ::cfs::open_beneath(objects_fd_.get(), rel, O_PATH, false);
-  if (!path) {
-    if (path.error().sys_errno() == ENOENT) return false;
-    if (path.error().sys_errno() != ELOOP)
-      return tl::unexpected(std::move(path.error()).context("objects/"));
-    *present = true;  // a symlink where the object belongs: replaced
-    return false;
+  CFS_TRY_ASSIGN(int sd, object_subdir(d, false, false));
+  if (sd < 0) return false;
+  std::string rest = d.hex().substr(2);
+  struct stat st;
+  if (::fstatat(sd, rest.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
+    if (errno == ENOENT) return false;
+    return sys_error(fmt::format("cannot stat objects/{}", d.object_path()));
   }
-  if (::fstat(path->get(), &st) < 0) return sys_error(fmt::format("cannot stat objects/{}", rel));
-  *present = true;
+  *present = true;  // replaced unless it is right (a symlink never is)
   if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != size) return false;
   if (insecure_) return true;
   // A secure repository's objects must have fs-verity with their digest; the
   // kernel keeps it, so measuring is cheap (no hashing).
-  CFS_TRY_ASSIGN(UniqueFd fd, ::cfs::open_beneath(objects_fd_.get(), rel, O_RDONLY, false));
-  auto m = fsverity::measure(fd.get());
+  int fd = ::openat(sd, rest.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return sys_error(fmt::format("cannot open objects/{}", d.object_path()));
+  UniqueFd object(fd);
+  auto m = fsverity::measure(object.get());
   return m && *m == d;
 }
 
@@ -353,9 +361,9 @@ Result<StoreResult> Repository::finish_object(TmpObject& tmp, const Digest& d, b
     } else {
       hints_->no_kernel_verity.store(true, std::memory_order_relaxed);
       if (!insecure_)
-        return errorf(Errc::VerityMissing,
-                      "{}: the repository requires fs-verity but its filesystem does not support it",
-                      path_);
+        return errorf(
+            Errc::VerityMissing,
+            "{}: the repository requires fs-verity but its filesystem does not support it", path_);
       if (!hashed) {
         // Copied from a file that might have changed since it was hashed.
         if (::lseek(ro.get(), 0, SEEK_SET) < 0) return sys_error("lseek");
@@ -371,20 +379,24 @@ Result<StoreResult> Repository::finish_object(TmpObject& tmp, const Digest& d, b
                     "content changed while being stored: expected digest {}, stored content has {}",
                     d.hex(), got.hex());
   }
-  std::string sub = d.hex().substr(0, 2);
-  if (::mkdirat(objects_fd_.get(), sub.c_str(), 0755) < 0 && errno != EEXIST)
-    return sys_error(fmt::format("cannot create objects/{}", sub));
-  // objects/xx itself, never through a symlink: the object lands in the
-  // repository or nowhere.
-  auto subdir = ::cfs::open_beneath(objects_fd_.get(), sub, O_RDONLY | O_DIRECTORY, false);
-  if (!subdir) return tl::unexpected(std::move(subdir.error()).context("objects/"));
-  int sd = subdir->get();
+  CFS_TRY_ASSIGN(int sd, object_subdir(d, true, false));
+  auto placed = place_object(tmp, ro.get(), sd, d, replace);
+  if (!placed && placed.error().sys_errno() == ENOENT) {
+    // objects/xx was removed since it was opened: made and opened again.
+    CFS_TRY_ASSIGN(sd, object_subdir(d, true, true));
+    placed = place_object(tmp, ro.get(), sd, d, replace);
+  }
+  return placed;
+}
+
+Result<StoreResult> Repository::place_object(TmpObject& tmp, int ro_fd, int sd, const Digest& d,
+                                             bool replace) const {
   std::string rel = d.object_path();
   std::string rest = d.hex().substr(2);
   int od = objects_fd_.get();
   if (!replace) {
     if (tmp.name.empty()) {
-      if (::linkat(AT_FDCWD, proc_fd(ro.get()).c_str(), sd, rest.c_str(), AT_SYMLINK_FOLLOW) == 0)
+      if (::linkat(AT_FDCWD, proc_fd(ro_fd).c_str(), sd, rest.c_str(), AT_SYMLINK_FOLLOW) == 0)
         return StoreResult::Written;
       if (errno == EEXIST) return StoreResult::AlreadyPresent;  // a concurrent writer won
       return sys_error(fmt::format("cannot link objects/{}", rel));
@@ -404,7 +416,7 @@ Result<StoreResult> Repository::finish_object(TmpObject& tmp, const Digest& d, b
   // Replacing a damaged object: give the new one a temporary name, then
   // rename it over the old one, so the name always holds a whole file.
   if (tmp.name.empty()) {
-    CFS_TRY_ASSIGN(tmp.name, link_tmpfile(ro.get(), od, kTmpObjectPrefix));
+    CFS_TRY_ASSIGN(tmp.name, link_tmpfile(ro_fd, od, kTmpObjectPrefix));
   }
   if (::renameat(od, tmp.name.c_str(), sd, rest.c_str()) < 0)
     return sys_error(fmt::format("cannot replace objects/{}", rel));
@@ -424,8 +436,8 @@ Result<StoreResult> Repository::store_object(int fd, uint64_t size, const Digest
   return finish_object(tmp, expected, present, false);
 }
 
-Result<StoreResult> Repository::store_hashed(std::span<const uint8_t> content, const Digest& expected,
-                                             int src_fd) {
+Result<StoreResult> Repository::store_hashed(std::span<const uint8_t> content,
+                                             const Digest& expected, int src_fd) {
   if (expected.alg() != alg())
     return errorf(Errc::InvalidArgument, "a {} digest given to a {} repository",
                   hash_name(expected.alg()), hash_name(alg()));
@@ -436,7 +448,8 @@ Result<StoreResult> Repository::store_hashed(std::span<const uint8_t> content, c
   // A reflink shares the source's blocks instead of writing them again; its
   // content is the file's now, so it is checked like a copy.
   if (src_fd >= 0 && !hints_->no_reflink.load(std::memory_order_relaxed)) {
-    if (::ioctl(tmp.fd.get(), FICLONE, src_fd) == 0) return finish_object(tmp, expected, present, false);
+    if (::ioctl(tmp.fd.get(), FICLONE, src_fd) == 0)
+      return finish_object(tmp, expected, present, false);
     hints_->no_reflink.store(true, std::memory_order_relaxed);
   }
   CFS_TRY(write_full(tmp.fd.get(), std::as_bytes(content)));

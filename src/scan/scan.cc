@@ -323,9 +323,10 @@ struct Scanner {
       n->content = std::move(content);
     } else if (opts.store && !item.sparse && n->size < whole_max) {
       // Read once for both: the bytes hashed are the bytes the store writes.
-      std::span<uint8_t> all = buf.whole_for(n->size + 1);  // one more tells a file that grew
+      // Exactly its size: a file that grew is told by the fstat below.
+      std::span<uint8_t> all = buf.whole_for(n->size);
       CFS_TRY_ASSIGN(hashed, pread_full(fd.get(), std::as_writable_bytes(all), 0));
-      whole = all.first(std::min<uint64_t>(hashed, n->size));
+      whole = all.first(hashed);
       digest = fsverity::digest_of(whole, params);
     } else {
       CFS_TRY_ASSIGN(digest, fsverity::digest_of_fd(fd.get(), params, item.sparse, buf.chunk));
@@ -452,17 +453,26 @@ Status DigestStore::store(const ObjectSource& src, const fsverity::Digest& diges
   std::string hex = digest.hex();
   std::string sub = hex.substr(0, 2);
   std::string rest = hex.substr(2);
-  if (::mkdirat(dirfd_.get(), sub.c_str(), 0755) < 0 && errno != EEXIST)
-    return sys_error(fmt::format("cannot create '{}' in the digest store", sub));
-  CFS_TRY_ASSIGN(UniqueFd subfd, open_at(dirfd_.get(), sub, O_RDONLY | O_DIRECTORY));
+  auto subdir = subdirs_->get(dirfd_.get(), digest.bytes()[0], true);
+  if (!subdir) return tl::unexpected(std::move(subdir.error()).context("the digest store"));
+  int sd = *subdir;
   struct stat st;
-  if (::fstatat(subfd.get(), rest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return {};
+  if (::fstatat(sd, rest.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return {};
   // Write an unnamed file, then give it its name: never a partial object.
-  CFS_TRY_ASSIGN(TmpFile tmp, create_tmpfile(subfd.get(), 0644, ".tmp-"));
+  auto created = create_tmpfile(sd, 0644, ".tmp-");
+  if (!created && ::fstat(sd, &st) == 0 && st.st_nlink == 0) {
+    // The directory was removed since it was opened: made and opened again.
+    subdir = subdirs_->get(dirfd_.get(), digest.bytes()[0], true, true);
+    if (!subdir) return tl::unexpected(std::move(subdir.error()).context("the digest store"));
+    sd = *subdir;
+    created = create_tmpfile(sd, 0644, ".tmp-");
+  }
+  if (!created) return tl::unexpected(std::move(created.error()).context("the digest store"));
+  TmpFile tmp = std::move(*created);
   std::string tmp_name = std::move(tmp.name);
   UniqueFd tmpfd = std::move(tmp.fd);
   auto cleanup = [&] {
-    if (!tmp_name.empty()) ::unlinkat(subfd.get(), tmp_name.c_str(), 0);
+    if (!tmp_name.empty()) ::unlinkat(sd, tmp_name.c_str(), 0);
   };
   // Bytes the scan hashed are written as they are; a reflink or a copy of
   // the file is checked below, as the file may have changed since.
@@ -481,7 +491,7 @@ Status DigestStore::store(const ObjectSource& src, const fsverity::Digest& diges
   std::string proc = fmt::format("/proc/self/fd/{}", tmpfd.get());
   bool enabled = false;
   if (UniqueFd ro(::open(proc.c_str(), O_RDONLY | O_CLOEXEC)); ro.valid()) {
-    tmpfd = std::move(ro);  // closes the writable fd
+    tmpfd = std::move(ro);                                              // closes the writable fd
     enabled = fsverity::enable(tmpfd.get(), digest.alg()).has_value();  // best effort
   }
   // Verified as a repository verifies its objects (measured by the kernel,
@@ -508,11 +518,11 @@ Status DigestStore::store(const ObjectSource& src, const fsverity::Digest& diges
   }
   if (tmp_name.empty()) {
     proc = fmt::format("/proc/self/fd/{}", tmpfd.get());
-    if (::linkat(AT_FDCWD, proc.c_str(), subfd.get(), rest.c_str(), AT_SYMLINK_FOLLOW) < 0 &&
+    if (::linkat(AT_FDCWD, proc.c_str(), sd, rest.c_str(), AT_SYMLINK_FOLLOW) < 0 &&
         errno != EEXIST)
       return sys_error(fmt::format("cannot link object '{}/{}'", sub, rest));
   } else {
-    if (::renameat(subfd.get(), tmp_name.c_str(), subfd.get(), rest.c_str()) < 0) {
+    if (::renameat(sd, tmp_name.c_str(), sd, rest.c_str()) < 0) {
       cleanup();
       return sys_error(fmt::format("cannot rename object '{}/{}'", sub, rest));
     }

@@ -184,6 +184,12 @@ class Repository {
   // user-space check needed).
   Result<StoreResult> finish_object(TmpObject& tmp, const fsverity::Digest& d, bool replace,
                                     bool hashed);
+  // Gives the finished temporary its name in objects/xx (`sd`).
+  Result<StoreResult> place_object(TmpObject& tmp, int ro_fd, int sd, const fsverity::Digest& d,
+                                   bool replace) const;
+  // The fd of objects/xx for `d` (kept open by the repository), made when
+  // `create`, else -1 when it does not exist; `reopen` replaces a cached one.
+  Result<int> object_subdir(const fsverity::Digest& d, bool create, bool reopen) const;
   // Whether the object exists and is sound enough to keep; false when it is
   // absent or must be replaced (wrong size, wrong or missing fs-verity).
   Result<bool> existing_object_ok(const fsverity::Digest& d, uint64_t size, bool* present) const;

@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 
+#include "composefs-cpp/base/dir.h"
 #include "composefs-cpp/base/error.h"
 #include "composefs-cpp/base/fd.h"
 #include "composefs-cpp/fsverity/fsverity.h"
@@ -69,8 +71,10 @@ class DigestStore {
   int dirfd() const { return dirfd_.get(); }
 
  private:
-  explicit DigestStore(UniqueFd fd) : dirfd_(std::move(fd)) {}
+  explicit DigestStore(UniqueFd fd)
+      : dirfd_(std::move(fd)), subdirs_(std::make_unique<FanoutDirs>()) {}
   UniqueFd dirfd_;
+  std::unique_ptr<FanoutDirs> subdirs_;  // behind a pointer: it does not move
 };
 
 }  // namespace cfs::scan
