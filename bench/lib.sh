@@ -22,9 +22,15 @@ machine() {
 # measure CMD...: runs CMD once (stdout discarded), prints
 # "seconds peak_rss_kib cpu_seconds" (cpu: user + system of all threads).
 # BEFORE, when set, is evaluated first and not timed (e.g. removing a store).
+# A failed CMD is an error with its exit status: no time is printed for it.
 measure() {
+  local rc=0
   [[ -n ${BEFORE:-} ]] && eval "$BEFORE"
-  /usr/bin/time -f "%e %M %U %S" -o "$work/.time" "$@" >/dev/null
+  /usr/bin/time -f "%e %M %U %S" -o "$work/.time" "$@" >/dev/null || rc=$?
+  if ((rc)); then
+    echo "error: $* failed (exit status $rc)" >&2
+    return "$rc"
+  fi
   awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$work/.time"
 }
 
@@ -33,7 +39,7 @@ measure() {
 best_of() {
   local best="" line t i
   for ((i = 0; i < runs; i++)); do
-    line=$(measure "$@")
+    line=$(measure "$@") || return
     t=${line%% *}
     if [[ -z $best ]] || awk -v t="$t" -v b="${best%% *}" 'BEGIN{exit !(t < b)}'; then best=$line; fi
   done

@@ -41,8 +41,8 @@ declare -A T M
 # single runs at 1M entries varied by half from one run to the next, which
 # swamped the ratio being measured; create-image into an empty repository
 # runs once.
-# A failed command leaves /usr/bin/time's "Command exited ..." in place of
-# the numbers: stop there, as the script did before it used lib.sh.
+# measure fails for a failed command; anything else that is not its three
+# numbers stops the script here too.
 record() {
   [[ $3 =~ ^[0-9.]+\ [0-9]+\ [0-9.]+$ ]] || { echo "error: $1 at $2 entries failed: $3" >&2; exit 1; }
   T[$1,$2]=$(secs "$3")
