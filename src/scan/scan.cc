@@ -153,8 +153,6 @@ bool same_time(const struct timespec& a, const struct timespec& b) {
   return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
 
-// Walks the tree on one thread while a pool hashes (and stores) the regular
-// files found so far: the walk is mostly syscalls, the hashing CPU.
 // A worker's read buffers: a chunk for hashing files as a stream, and, when
 // storing, one a file is read into whole, so the store writes what was hashed
 // instead of reading and hashing the file a second time.  That one grows to
@@ -172,6 +170,8 @@ struct WorkerBuffers {
   }
 };
 
+// Walks the tree on one thread while a pool hashes (and stores) the regular
+// files found so far: the walk is mostly syscalls, the hashing CPU.
 struct Scanner {
   Scanner(const Options& o, std::string root) : opts(o), root_path(std::move(root)) {}
   const Options& opts;

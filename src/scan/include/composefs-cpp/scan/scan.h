@@ -59,9 +59,10 @@ struct Options {
 Result<Tree> scan_directory(const std::string& path, const Options& opts);
 
 // An ObjectStore writing `dir/xx/rest` objects: reflinked where the
-// filesystem can, else copied in the kernel; written under a temporary name
-// and linked into place, so an object name never holds partial content;
-// fs-verity enabled where supported.  Existing objects are kept.
+// filesystem can, else written from the bytes the scan hashed (or copied
+// from the file, then checked); written under a temporary name and linked
+// into place, so an object name never holds partial content; fs-verity
+// enabled where supported.  Existing objects are kept.
 class DigestStore {
  public:
   static Result<DigestStore> open(const std::string& dir);
