@@ -7,6 +7,12 @@
 #                        into an empty repository (--insecure: no fs-verity here)
 #   fsck                 cfsctl fsck of that repository
 #   gc                   cfsctl gc with the image referenced (nothing deleted)
+# and two floors on the same filesystem, what the kernel alone costs at N:
+#   file-floor           bench/write_floor: as many files of the objects'
+#                        sizes written from memory and linked into xx/ (no
+#                        reading, no hashing), next to create-image
+#   read-floor           bench/read_floor of objects/: every object opened
+#                        and read on every core (no hashing), next to fsck
 # and prints per-stage ratios between consecutive sizes, all from this one run
 # (the machine is shared: ratios, not absolute times, are the result).
 #
@@ -33,7 +39,7 @@ done
 bin=$build/bin
 gen="python3 $top/bench/gen_scale.py"
 
-stages=(dump-image reader create-image fsck gc)
+stages=(dump-image reader create-image file-floor fsck read-floor gc)
 declare -A T M
 
 # record STAGE N RESULT: the seconds and peak RSS (KiB) of a measure or
@@ -65,9 +71,14 @@ for n in "${sizes[@]}"; do
     --no-propagate-usr-to-root "$work/tree" bench)"
   record fsck "$n" "$(best_of "$bin/cfsctl" --repo "$repo" fsck)"
   record gc "$n" "$(best_of "$bin/cfsctl" --repo "$repo" gc)"
-  objects=$(find "$repo/objects" -type f | wc -l)
+  find "$repo/objects" -type f -printf '%s\n' >"$work/sizes"
+  objects=$(wc -l <"$work/sizes")
   [[ $objects -ge $((n * 9 / 10)) ]] || { echo "error: $objects objects for $n entries" >&2; exit 1; }
-  rm -rf "$work/tree" "$repo"
+  record read-floor "$n" "$(best_of "$build/bench/read_floor" "$repo/objects")"
+  # After the repository, beside it: a removal between the two would slow
+  # the second's file creation (ext4 skipping recently freed inodes).
+  record file-floor "$n" "$(measure "$build/bench/write_floor" "$work/sizes" "$work/wf")"
+  rm -rf "$work/tree" "$repo" "$work/wf" "$work/sizes"
   sync
   printf '%8d entries done (load %s)\n' "$n" "$(cut -d' ' -f1 /proc/loadavg)"
 done
@@ -91,3 +102,11 @@ for s in "${stages[@]}"; do
   echo
 done
 echo "(ratios: time and peak memory of a size over the previous size; linear growth is the N ratio)"
+for pair in create-image:file-floor fsck:read-floor; do
+  printf '%-28s' "${pair%%:*} / ${pair#*:}:"
+  for n in "${sizes[@]}"; do
+    awk -v a="${T[${pair%%:*},$n]}" -v b="${T[${pair#*:},$n]}" -v n="$n" \
+      'BEGIN{printf "  %.2fx at %d", a / (b > 0.01 ? b : 0.01), n}'
+  done
+  echo
+done

@@ -323,11 +323,19 @@ struct Scanner {
       n->content = std::move(content);
     } else if (opts.store && !item.sparse && n->size < whole_max) {
       // Read once for both: the bytes hashed are the bytes the store writes.
+      // Hashed a chunk at a time as it arrives, while it is still in cache.
       // Exactly its size: a file that grew is told by the fstat below.
       std::span<uint8_t> all = buf.whole_for(n->size);
-      CFS_TRY_ASSIGN(hashed, pread_full(fd.get(), std::as_writable_bytes(all), 0));
+      fsverity::Hasher h(params);
+      while (hashed < all.size()) {
+        auto part = all.subspan(hashed, std::min<size_t>(buf.chunk.size(), all.size() - hashed));
+        CFS_TRY_ASSIGN(size_t got, pread_full(fd.get(), std::as_writable_bytes(part), hashed));
+        h.update(part.first(got));
+        hashed += got;
+        if (got < part.size()) break;  // it shrank: told below
+      }
       whole = all.first(hashed);
-      digest = fsverity::digest_of(whole, params);
+      digest = h.finish();
     } else {
       CFS_TRY_ASSIGN(digest, fsverity::digest_of_fd(fd.get(), params, item.sparse, buf.chunk));
       off_t end = ::lseek(fd.get(), 0, SEEK_CUR);  // where hashing stopped: the bytes hashed
