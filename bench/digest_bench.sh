@@ -30,7 +30,7 @@ entries=$(find "$dir" -xdev | wc -l)
 # Blocks of every non-empty file, then the Merkle tree over them: each level
 # is 1/128 of the one below, so the total is the data x 128/127.
 read -r bytes hashed < <(find "$dir" -xdev -type f -size +0 -printf '%s\n' 2>/dev/null |
-  awk '{s += $1; b += int(($1 + 4095) / 4096)} END{printf "%d %d\n", s, b * 4096 * 128 / 127}')
+  awk '{s += $1; b += int(($1 + 4095) / 4096)} END{printf "%.0f %.0f\n", s, b * 4096 * 128 / 127}')
 echo "directory: $dir ($entries entries, $bytes bytes in files, $hashed bytes to hash)"
 
 # Warm the page cache: the goal is about hashing, not the disk.

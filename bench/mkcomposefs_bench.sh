@@ -63,7 +63,7 @@ find "$dir" -xdev -type f -print0 2>/dev/null | xargs -0 cat >/dev/null 2>&1 || 
 r=$(best_of "$ref" --print-digest-only "$dir")
 o=$(best_of "$ours" --print-digest-only "$dir")
 row "directory, digest only" "$r" "$o"
-bytes=$(find "$dir" -xdev -type f -size +0 -printf '%s\n' 2>/dev/null | awk '{s+=$1} END{print s}')
+bytes=$(find "$dir" -xdev -type f -size +0 -printf '%s\n' 2>/dev/null | awk '{s+=$1} END{printf "%.0f\n", s}')
 echo "  bytes hashed: $bytes"
 
 BEFORE="rm -rf '$work/store'; sync"

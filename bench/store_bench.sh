@@ -36,7 +36,7 @@ repo=$work/repo store=$work/store
 "$bin/cfsctl" --repo "$repo" create-image --no-propagate-usr-to-root "$dir" probe >/dev/null
 sizes=$work/sizes  # stays where it is when $work becomes a fresh ext4
 find "$repo/objects" -type f -printf '%s\n' >"$sizes"
-bytes=$(awk '{s += $1} END{print s}' "$sizes")
+bytes=$(awk '{s += $1} END{printf "%.0f\n", s}' "$sizes")
 objects=$(find "$repo/objects" -type f | wc -l)
 rm -rf "$repo"
 mb=$(calc "$bytes / 1e6")
