@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +25,20 @@
 #include <vector>
 
 namespace cfs::test {
+
+// Whether files in `dir` can be reflinked (FICLONE) to one another: where
+// not, a store given hashed bytes has no choice but to write those bytes.
+inline bool can_reflink(const std::string& dir) {
+  std::string a = dir + "/.reflink-probe-a", b = dir + "/.reflink-probe-b";
+  int fa = ::open(a.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fb = ::open(b.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fa >= 0 && fb >= 0 && ::write(fa, "x", 1) == 1 && ::ioctl(fb, FICLONE, fa) == 0;
+  if (fa >= 0) ::close(fa);
+  if (fb >= 0) ::close(fb);
+  ::unlink(a.c_str());
+  ::unlink(b.c_str());
+  return ok;
+}
 
 // Set by CMake: the source tree's tests/data and the build's bin directory.
 inline std::string data_dir() { return CFS_TEST_DATA_DIR; }
